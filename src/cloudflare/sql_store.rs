@@ -1,0 +1,319 @@
+//! The engine's [`Store`] on the Durable Object's SQLite storage.
+//!
+//! Schema (version 1; README.md, Storage schema):
+//!
+//! ```text
+//! schema_version(id = 1, version)
+//! meta(id = 1, stream_id, content_type, tail, closed, closed_by_id,
+//!      closed_by_epoch, closed_by_seq, ttl_secs, expires_at_ms,
+//!      expires_at_text, created_ms, last_access_ms, last_stream_seq)
+//! chunks(start INTEGER PRIMARY KEY, data BLOB, flags)  -- flags: 1 head, 2 tail boundary
+//! producers(id TEXT PRIMARY KEY, epoch, last_seq)
+//! ```
+//!
+//! Every [`Commit`] runs inside `storage.transactionSync`, so it is applied
+//! whole or, if any statement throws, not at all; there is no `await` inside,
+//! so the object's gates keep other requests out until it is durable.
+//! Integers are bounded by 2^53−1 (they cross into JavaScript as doubles).
+
+use crate::engine::state::{Chunk, ProducerState, StreamMeta};
+use crate::engine::store::{Commit, Store};
+use crate::protocol::content_type::ContentType;
+use crate::protocol::expiry::Expiry;
+use crate::protocol::offset::Offset;
+use crate::protocol::producer::{ProducerTuple, StreamSeq};
+use std::ops::ControlFlow;
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::{JsCast, JsValue};
+use worker::{SqlStorage, SqlStorageValue as V, Storage};
+
+/// Bumped, with a migration step in [`SqlStore::ensure_schema`], whenever
+/// the tables change.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: [&str; 4] = [
+    "CREATE TABLE IF NOT EXISTS schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS meta (id INTEGER PRIMARY KEY CHECK (id = 1), stream_id TEXT NOT NULL, \
+     content_type TEXT NOT NULL, tail INTEGER NOT NULL, closed INTEGER NOT NULL, closed_by_id TEXT, \
+     closed_by_epoch INTEGER, closed_by_seq INTEGER, ttl_secs INTEGER, expires_at_ms INTEGER, \
+     expires_at_text TEXT, created_ms INTEGER NOT NULL, last_access_ms INTEGER NOT NULL, last_stream_seq TEXT)",
+    "CREATE TABLE IF NOT EXISTS chunks (start INTEGER PRIMARY KEY, data BLOB NOT NULL, flags INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS producers (id TEXT PRIMARY KEY, epoch INTEGER NOT NULL, last_seq INTEGER NOT NULL)",
+];
+
+const HEAD_BOUNDARY: i64 = 1;
+const TAIL_BOUNDARY: i64 = 2;
+
+pub struct SqlStore {
+    sql: SqlStorage,
+    storage: Storage,
+}
+
+fn corrupt(what: &str) -> worker::Error {
+    worker::Error::RustError(format!("corrupt stored {what}"))
+}
+
+fn int(v: &V) -> Option<i64> {
+    match v {
+        V::Integer(i) => Some(*i),
+        V::Float(f) if f.fract() == 0.0 => Some(*f as i64),
+        _ => None,
+    }
+}
+
+fn uint(v: Option<&V>, what: &str) -> worker::Result<u64> {
+    v.and_then(int)
+        .and_then(|i| u64::try_from(i).ok())
+        .ok_or_else(|| corrupt(what))
+}
+
+fn opt_text(v: Option<&V>) -> Option<String> {
+    match v {
+        Some(V::String(s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn sql_int(v: u64) -> V {
+    V::Integer(i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+impl SqlStore {
+    pub fn new(storage: Storage) -> SqlStore {
+        SqlStore {
+            sql: storage.sql(),
+            storage,
+        }
+    }
+
+    /// Creates the tables if they are missing (idempotent).
+    pub fn ensure_schema(&self) -> worker::Result<()> {
+        for stmt in SCHEMA {
+            self.sql.exec(stmt, None)?;
+        }
+        self.sql.exec(
+            "INSERT OR IGNORE INTO schema_version (id, version) VALUES (1, ?)",
+            vec![V::Integer(SCHEMA_VERSION)],
+        )?;
+        Ok(())
+    }
+
+    /// Stored chunk rows (tests observe that deletes and expiry free them).
+    pub fn chunk_rows(&self) -> worker::Result<u64> {
+        let rows: Vec<Vec<V>> = self
+            .sql
+            .exec("SELECT COUNT(*) FROM chunks", None)?
+            .raw()
+            .collect::<worker::Result<_>>()?;
+        uint(rows.first().and_then(|r| r.first()), "count")
+    }
+
+    fn meta_from_row(row: &[V]) -> worker::Result<StreamMeta> {
+        let col = |i: usize| row.get(i);
+        let content_type = opt_text(col(1))
+            .and_then(|s| ContentType::parse(&s).ok())
+            .ok_or_else(|| corrupt("content type"))?;
+        let expiry = match (col(7).and_then(int), col(8).and_then(int), opt_text(col(9))) {
+            (Some(secs), _, _) => Expiry::Ttl {
+                secs: u64::try_from(secs).map_err(|_| corrupt("ttl"))?,
+            },
+            (None, Some(ms), Some(text)) => Expiry::At { ms, text },
+            _ => Expiry::Never,
+        };
+        let closed_by = match (opt_text(col(4)), col(5).and_then(int), col(6).and_then(int)) {
+            (Some(id), Some(epoch), Some(seq)) => Some(ProducerTuple {
+                id,
+                epoch: u64::try_from(epoch).map_err(|_| corrupt("closed_by"))?,
+                seq: u64::try_from(seq).map_err(|_| corrupt("closed_by"))?,
+            }),
+            _ => None,
+        };
+        Ok(StreamMeta {
+            stream_id: opt_text(col(0)).ok_or_else(|| corrupt("stream id"))?,
+            content_type,
+            tail: Offset::new(uint(col(2), "tail")?).ok_or_else(|| corrupt("tail"))?,
+            closed: uint(col(3), "closed")? != 0,
+            closed_by,
+            expiry,
+            created_ms: uint(col(10), "created")?,
+            last_access_ms: uint(col(11), "last access")?,
+            last_stream_seq: opt_text(col(12)).and_then(|s| StreamSeq::parse(&s).ok()),
+        })
+    }
+}
+
+fn write_meta(sql: &SqlStorage, m: &StreamMeta) -> worker::Result<()> {
+    let (ttl, at_ms, at_text) = match &m.expiry {
+        Expiry::Never => (V::Null, V::Null, V::Null),
+        Expiry::Ttl { secs } => (sql_int(*secs), V::Null, V::Null),
+        Expiry::At { ms, text } => (V::Null, V::Integer(*ms), V::String(text.clone())),
+    };
+    let (cb_id, cb_epoch, cb_seq) = match &m.closed_by {
+        Some(p) => (V::String(p.id.clone()), sql_int(p.epoch), sql_int(p.seq)),
+        None => (V::Null, V::Null, V::Null),
+    };
+    sql.exec(
+        "INSERT OR REPLACE INTO meta (id, stream_id, content_type, tail, closed, closed_by_id, closed_by_epoch, \
+         closed_by_seq, ttl_secs, expires_at_ms, expires_at_text, created_ms, last_access_ms, last_stream_seq) \
+         VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        vec![
+            V::String(m.stream_id.clone()),
+            V::String(m.content_type.as_str().to_string()),
+            sql_int(m.tail.position()),
+            V::Integer(i64::from(m.closed)),
+            cb_id,
+            cb_epoch,
+            cb_seq,
+            ttl,
+            at_ms,
+            at_text,
+            sql_int(m.created_ms),
+            sql_int(m.last_access_ms),
+            m.last_stream_seq
+                .as_ref()
+                .map_or(V::Null, |s| V::String(s.as_str().to_string())),
+        ],
+    )?;
+    Ok(())
+}
+
+fn write_chunks(sql: &SqlStorage, chunks: Vec<Chunk>) -> worker::Result<()> {
+    for c in chunks {
+        let flags = if c.head_boundary { HEAD_BOUNDARY } else { 0 }
+            | if c.tail_boundary { TAIL_BOUNDARY } else { 0 };
+        sql.exec(
+            "INSERT INTO chunks (start, data, flags) VALUES (?, ?, ?)",
+            vec![sql_int(c.start), V::Blob(c.data), V::Integer(flags)],
+        )?;
+    }
+    Ok(())
+}
+
+fn clear(sql: &SqlStorage) -> worker::Result<()> {
+    for t in [
+        "DELETE FROM chunks",
+        "DELETE FROM producers",
+        "DELETE FROM meta",
+    ] {
+        sql.exec(t, None)?;
+    }
+    Ok(())
+}
+
+fn apply(sql: &SqlStorage, commit: Commit) -> worker::Result<()> {
+    match commit {
+        Commit::Create { meta, chunks } => {
+            clear(sql)?;
+            write_meta(sql, &meta)?;
+            write_chunks(sql, chunks)
+        }
+        Commit::Append {
+            meta,
+            chunks,
+            producer,
+        } => {
+            write_chunks(sql, chunks)?;
+            if let Some((id, p)) = producer {
+                sql.exec(
+                    "INSERT OR REPLACE INTO producers (id, epoch, last_seq) VALUES (?, ?, ?)",
+                    vec![V::String(id), sql_int(p.epoch), sql_int(p.last_seq)],
+                )?;
+            }
+            write_meta(sql, &meta)
+        }
+        Commit::Delete => clear(sql),
+    }
+}
+
+/// Runs `work` inside `storage.transactionSync`: all or nothing.
+fn transaction_sync(
+    storage: &Storage,
+    work: impl FnOnce() -> worker::Result<()> + 'static,
+) -> worker::Result<()> {
+    let raw: &JsValue = storage.as_raw().as_ref();
+    let f: js_sys::Function =
+        js_sys::Reflect::get(raw, &JsValue::from_str("transactionSync"))?.dyn_into()?;
+    let cb = Closure::once(move || -> Result<JsValue, JsValue> {
+        work()
+            .map(|()| JsValue::UNDEFINED)
+            .map_err(|e| js_sys::Error::new(&e.to_string()).into())
+    });
+    f.call1(raw, cb.as_ref().unchecked_ref())?;
+    Ok(())
+}
+
+impl Store for SqlStore {
+    type Error = worker::Error;
+
+    fn meta(&self) -> worker::Result<Option<StreamMeta>> {
+        let rows: Vec<Vec<V>> = self
+            .sql
+            .exec(
+                "SELECT stream_id, content_type, tail, closed, closed_by_id, closed_by_epoch, closed_by_seq, \
+                 ttl_secs, expires_at_ms, expires_at_text, created_ms, last_access_ms, last_stream_seq \
+                 FROM meta WHERE id = 1",
+                None,
+            )?
+            .raw()
+            .collect::<worker::Result<_>>()?;
+        rows.first().map(|r| SqlStore::meta_from_row(r)).transpose()
+    }
+
+    fn producer(&self, id: &str) -> worker::Result<Option<ProducerState>> {
+        let rows: Vec<Vec<V>> = self
+            .sql
+            .exec(
+                "SELECT epoch, last_seq FROM producers WHERE id = ?",
+                vec![V::String(id.to_string())],
+            )?
+            .raw()
+            .collect::<worker::Result<_>>()?;
+        rows.first()
+            .map(|r| {
+                Ok(ProducerState {
+                    epoch: uint(r.first(), "producer epoch")?,
+                    last_seq: uint(r.get(1), "producer seq")?,
+                })
+            })
+            .transpose()
+    }
+
+    fn scan(
+        &self,
+        from: u64,
+        visit: &mut dyn FnMut(Chunk) -> ControlFlow<()>,
+    ) -> worker::Result<()> {
+        let cursor = self.sql.exec(
+            "SELECT start, data, flags FROM chunks WHERE start >= \
+             (SELECT COALESCE(MAX(start), 0) FROM chunks WHERE start <= ?) ORDER BY start",
+            vec![sql_int(from)],
+        )?;
+        for row in cursor.raw() {
+            let mut row = row?;
+            let flags = row
+                .get(2)
+                .and_then(int)
+                .ok_or_else(|| corrupt("chunk flags"))?;
+            let start = uint(row.first(), "chunk start")?;
+            let data = match row.get_mut(1).map(|v| std::mem::replace(v, V::Null)) {
+                Some(V::Blob(b)) => b,
+                _ => return Err(corrupt("chunk data")),
+            };
+            let chunk = Chunk {
+                start,
+                data,
+                head_boundary: flags & HEAD_BOUNDARY != 0,
+                tail_boundary: flags & TAIL_BOUNDARY != 0,
+            };
+            if visit(chunk).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn commit(&self, commit: Commit) -> worker::Result<()> {
+        let sql = self.sql.clone();
+        transaction_sync(&self.storage, move || apply(&sql, commit))
+    }
+}

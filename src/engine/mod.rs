@@ -1,0 +1,18 @@
+//! The per-stream engine: pure decisions over a stream's state, driven
+//! through the synchronous [`store::Store`] contract by [`service::handle`].
+//! No clock, no I/O, no platform types: `now` and configuration come in as
+//! values, and responses go out as [`response::Response`].
+
+pub mod append;
+pub mod body;
+pub mod config;
+pub mod create;
+pub mod decision;
+pub mod failure;
+pub mod producer;
+pub mod read;
+pub mod request;
+pub mod response;
+pub mod service;
+pub mod state;
+pub mod store;

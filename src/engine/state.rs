@@ -1,0 +1,182 @@
+//! A stream's persistent state: its metadata row, its producers and its
+//! chunk rows (the storage schema in README.md mirrors these types).
+//!
+//! Chunks hold the stream's stored bytes (in JSON mode, messages with their
+//! `,` terminators, PROTOCOL.md §9.1). A chunk starts at byte position
+//! `start`. One append is one chunk unless it is larger than a row may be, in
+//! which case it is cut into several; JSON-mode cuts fall between messages
+//! where they can, and a single message larger than a row spans rows of its
+//! own. `head_boundary`/`tail_boundary` say whether a chunk starts/ends on a
+//! message boundary (always true for byte streams), so reads never cut a JSON
+//! message in two.
+
+use crate::protocol::content_type::ContentType;
+use crate::protocol::expiry::Expiry;
+use crate::protocol::offset::Offset;
+use crate::protocol::producer::{ProducerTuple, StreamSeq};
+
+/// The single metadata row of a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamMeta {
+    /// Minted at creation; part of every ETag, so a re-created stream never
+    /// answers 304 to a tag of its predecessor.
+    pub stream_id: String,
+    pub content_type: ContentType,
+    pub tail: Offset,
+    pub closed: bool,
+    /// The producer tuple whose append closed the stream (§5.2.1).
+    pub closed_by: Option<ProducerTuple>,
+    pub expiry: Expiry,
+    pub created_ms: u64,
+    /// Last read or write, for the sliding TTL.
+    pub last_access_ms: u64,
+    pub last_stream_seq: Option<StreamSeq>,
+}
+
+impl StreamMeta {
+    /// When the stream expires, if it can.
+    pub fn deadline(&self) -> Option<u64> {
+        self.expiry.deadline(self.last_access_ms)
+    }
+
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.deadline().is_some_and(|d| now_ms >= d)
+    }
+
+    /// Whether reads and writes move the deadline (sliding TTL).
+    pub fn slides(&self) -> bool {
+        matches!(self.expiry, Expiry::Ttl { .. })
+    }
+}
+
+/// Stored state of one idempotent producer (§5.2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerState {
+    pub epoch: u64,
+    pub last_seq: u64,
+}
+
+/// One stored row of stream bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    pub start: u64,
+    pub data: Vec<u8>,
+    pub head_boundary: bool,
+    pub tail_boundary: bool,
+}
+
+impl Chunk {
+    pub fn end(&self) -> u64 {
+        self.start + self.data.len() as u64
+    }
+}
+
+/// Cuts one append into chunks starting at `start`.
+///
+/// `messages` are the append's units: one for a byte stream (the whole body),
+/// one per message (with its terminator) in JSON mode. Consecutive messages
+/// share a chunk up to `row_bytes`; a message longer than `row_bytes` gets
+/// chunks of its own, each at most `row_bytes`.
+pub fn chunk_append(
+    start: u64,
+    messages: &[&[u8]],
+    row_bytes: usize,
+    byte_stream: bool,
+) -> Vec<Chunk> {
+    let row_bytes = row_bytes.max(1);
+    let mut out: Vec<Chunk> = Vec::new();
+    let mut pos = start;
+    let mut open: Option<Chunk> = None;
+    let flush = |open: &mut Option<Chunk>, out: &mut Vec<Chunk>| {
+        if let Some(c) = open.take() {
+            out.push(c);
+        }
+    };
+    for &m in messages {
+        if m.len() > row_bytes {
+            flush(&mut open, &mut out);
+            let pieces = m.chunks(row_bytes);
+            let n = pieces.len();
+            for (i, piece) in pieces.enumerate() {
+                out.push(Chunk {
+                    start: pos,
+                    data: piece.to_vec(),
+                    head_boundary: byte_stream || i == 0,
+                    tail_boundary: byte_stream || i + 1 == n,
+                });
+                pos += piece.len() as u64;
+            }
+            continue;
+        }
+        let fits = open
+            .as_ref()
+            .is_some_and(|c| c.data.len() + m.len() <= row_bytes);
+        if !fits {
+            flush(&mut open, &mut out);
+            open = Some(Chunk {
+                start: pos,
+                data: Vec::with_capacity(m.len()),
+                head_boundary: true,
+                tail_boundary: true,
+            });
+        }
+        if let Some(c) = open.as_mut() {
+            c.data.extend_from_slice(m);
+        }
+        pos += m.len() as u64;
+    }
+    flush(&mut open, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_messages_share_a_chunk() {
+        let c = chunk_append(10, &[b"a,", b"bb,"], 8, false);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].start, 10);
+        assert_eq!(c[0].data, b"a,bb,");
+        assert!(c[0].head_boundary && c[0].tail_boundary);
+    }
+
+    #[test]
+    fn chunks_fill_up_to_the_row_size() {
+        let msgs: Vec<&[u8]> = (0..5).map(|_| &b"abc,"[..]).collect();
+        let c = chunk_append(0, &msgs, 8, false);
+        assert_eq!(
+            c.iter().map(|c| c.data.len()).collect::<Vec<_>>(),
+            [8, 8, 4]
+        );
+        assert_eq!(c.iter().map(|c| c.start).collect::<Vec<_>>(), [0, 8, 16]);
+    }
+
+    #[test]
+    fn a_large_json_message_spans_rows_of_its_own() {
+        let c = chunk_append(0, &[b"x,", b"0123456789,", b"y,"], 4, false);
+        let shape: Vec<_> = c
+            .iter()
+            .map(|c| (c.start, c.data.len(), c.head_boundary, c.tail_boundary))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                (0, 2, true, true),
+                (2, 4, true, false),
+                (6, 4, false, false),
+                (10, 3, false, true),
+                (13, 2, true, true)
+            ]
+        );
+    }
+
+    #[test]
+    fn byte_stream_pieces_are_all_boundaries() {
+        let c = chunk_append(0, &[&[7u8; 10]], 4, true);
+        assert_eq!(c.len(), 3);
+        assert!(c.iter().all(|c| c.head_boundary && c.tail_boundary));
+        assert_eq!(c.last().unwrap().end(), 10);
+    }
+}

@@ -1,0 +1,292 @@
+//! The one protocol error enum and its single mapping to status, stable code,
+//! headers and a short reason. Protocol errors are rendered, never bubbled
+//! into a 500: only platform failures (storage, stub fetch) become 5xx, and
+//! those live in the adapter, not here.
+
+use super::headers as h;
+use super::offset::Offset;
+
+/// A 400 reason. Each variant is one kind of malformed input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalid {
+    Offset,
+    OffsetRepeated,
+    OffsetMissingForLive,
+    OffsetNotOnBoundary,
+    LiveMode,
+    Cursor,
+    Ttl,
+    ExpiresAt,
+    TtlWithExpiresAt,
+    ContentType,
+    ContentTypeMissing,
+    EmptyBody,
+    Body,
+    Json,
+    EmptyJsonArray,
+    StreamSeq,
+    ProducerHeadersPartial,
+    ProducerId,
+    ProducerEpoch,
+    ProducerSeq,
+    NewEpochSeqNotZero,
+    Path,
+    PathReserved,
+    Header,
+    ForkOffset,
+    ForkSubOffset,
+    ForkSource,
+}
+
+impl Invalid {
+    /// Stable machine-readable code and a short human reason.
+    pub fn describe(self) -> (&'static str, &'static str) {
+        use Invalid::*;
+        match self {
+            Offset => (
+                "INVALID_OFFSET",
+                "offset is malformed or was not issued by this server",
+            ),
+            OffsetRepeated => ("INVALID_OFFSET", "offset may be given only once"),
+            OffsetMissingForLive => ("INVALID_OFFSET", "live reads require an offset"),
+            OffsetNotOnBoundary => ("INVALID_OFFSET", "offset is not on a message boundary"),
+            LiveMode => ("INVALID_LIVE_MODE", "live must be long-poll or sse"),
+            Cursor => ("INVALID_CURSOR", "cursor is malformed"),
+            Ttl => (
+                "INVALID_TTL",
+                "Stream-TTL must be a non-negative decimal integer without leading zeros",
+            ),
+            ExpiresAt => (
+                "INVALID_EXPIRES_AT",
+                "Stream-Expires-At must be an RFC 3339 timestamp",
+            ),
+            TtlWithExpiresAt => (
+                "CONFLICTING_EXPIRY",
+                "Stream-TTL and Stream-Expires-At are mutually exclusive",
+            ),
+            ContentType => (
+                "INVALID_CONTENT_TYPE",
+                "Content-Type is not a valid media type",
+            ),
+            ContentTypeMissing => (
+                "MISSING_CONTENT_TYPE",
+                "Content-Type is required when a body is sent",
+            ),
+            EmptyBody => (
+                "EMPTY_BODY",
+                "an append needs a body unless Stream-Closed: true is set",
+            ),
+            Body => (
+                "INVALID_BODY",
+                "the request body could not be read completely",
+            ),
+            Json => ("INVALID_JSON", "body is not valid JSON"),
+            EmptyJsonArray => (
+                "EMPTY_JSON_ARRAY",
+                "an append of an empty JSON array is not allowed",
+            ),
+            StreamSeq => (
+                "INVALID_STREAM_SEQ",
+                "Stream-Seq must be 1 to 1024 visible characters",
+            ),
+            ProducerHeadersPartial => (
+                "INVALID_PRODUCER",
+                "Producer-Id, Producer-Epoch and Producer-Seq must be sent together",
+            ),
+            ProducerId => (
+                "INVALID_PRODUCER",
+                "Producer-Id must be 1 to 1024 visible characters",
+            ),
+            ProducerEpoch => (
+                "INVALID_PRODUCER",
+                "Producer-Epoch must be an integer from 0 to 2^53-1",
+            ),
+            ProducerSeq => (
+                "INVALID_PRODUCER",
+                "Producer-Seq must be an integer from 0 to 2^53-1",
+            ),
+            NewEpochSeqNotZero => (
+                "INVALID_PRODUCER",
+                "a new producer epoch must start at Producer-Seq 0",
+            ),
+            Path => ("INVALID_PATH", "stream path is malformed"),
+            PathReserved => ("RESERVED_PATH", "paths starting with __ds are reserved"),
+            Header => ("INVALID_HEADER", "a header value is malformed"),
+            ForkOffset => (
+                "INVALID_FORK_OFFSET",
+                "Stream-Fork-Offset is malformed or beyond the source tail",
+            ),
+            ForkSubOffset => (
+                "INVALID_FORK_SUB_OFFSET",
+                "Stream-Fork-Sub-Offset is malformed or past the next boundary",
+            ),
+            ForkSource => (
+                "INVALID_FORK_SOURCE",
+                "Stream-Forked-From must be a stream path on this server",
+            ),
+        }
+    }
+}
+
+/// Every way a request can be refused by the protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProtocolError {
+    /// 400 Bad Request.
+    Invalid(Invalid),
+    /// 403: a producer epoch older than the stored one (§5.2.1 fencing).
+    StaleEpoch { current: u64 },
+    /// 404: no stream at this path (or not a stream route at all).
+    NotFound,
+    /// 405, with `Allow`.
+    MethodNotAllowed,
+    /// 409: PUT on an existing stream with a different configuration (§5.1).
+    ConfigMismatch,
+    /// 409: the append's content type differs from the stream's (§5.2).
+    ContentTypeMismatch,
+    /// 409: append to a closed stream (§5.2), with its final offset.
+    StreamClosed { tail: Offset },
+    /// 409: `Stream-Seq` not greater than the last one (§5.2).
+    SeqRegression,
+    /// 409: a producer sequence gap (§5.2.1).
+    SeqGap { expected: u64, received: u64 },
+    /// 410: the stream is soft-deleted (§4.2).
+    Gone,
+    /// 413: the body is larger than the configured limit.
+    PayloadTooLarge { limit: u64 },
+    /// 414: the stream path is too long.
+    UriTooLong,
+}
+
+impl From<Invalid> for ProtocolError {
+    fn from(v: Invalid) -> Self {
+        ProtocolError::Invalid(v)
+    }
+}
+
+/// What an error looks like on the wire, framework-free.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorView {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// Methods a stream URL answers, for `Allow` on 405.
+pub const ALLOWED_METHODS: &str = "GET, HEAD, PUT, POST, DELETE, OPTIONS";
+
+impl ProtocolError {
+    pub fn view(&self) -> ErrorView {
+        use ProtocolError::*;
+        let (status, code, message, headers): (
+            u16,
+            &'static str,
+            String,
+            Vec<(&'static str, String)>,
+        ) = match self {
+            Invalid(v) => {
+                let (code, msg) = v.describe();
+                (400, code, msg.into(), vec![])
+            }
+            StaleEpoch { current } => (
+                403,
+                "STALE_EPOCH",
+                "producer epoch is older than the current one".into(),
+                vec![(h::PRODUCER_EPOCH, current.to_string())],
+            ),
+            NotFound => (404, "NOT_FOUND", "stream not found".into(), vec![]),
+            MethodNotAllowed => (
+                405,
+                "METHOD_NOT_ALLOWED",
+                "method not allowed".into(),
+                vec![(h::ALLOW, ALLOWED_METHODS.into())],
+            ),
+            ConfigMismatch => (
+                409,
+                "STREAM_EXISTS",
+                "stream exists with a different configuration".into(),
+                vec![],
+            ),
+            ContentTypeMismatch => (
+                409,
+                "CONTENT_TYPE_MISMATCH",
+                "Content-Type does not match the stream's".into(),
+                vec![],
+            ),
+            StreamClosed { tail } => (
+                409,
+                "STREAM_CLOSED",
+                "stream is closed".into(),
+                vec![
+                    (h::STREAM_CLOSED, "true".into()),
+                    (h::STREAM_NEXT_OFFSET, tail.to_string()),
+                ],
+            ),
+            SeqRegression => (
+                409,
+                "SEQUENCE_CONFLICT",
+                "Stream-Seq must be greater than the last one".into(),
+                vec![],
+            ),
+            SeqGap { expected, received } => (
+                409,
+                "PRODUCER_SEQ_GAP",
+                "producer sequence gap".into(),
+                vec![
+                    (h::PRODUCER_EXPECTED_SEQ, expected.to_string()),
+                    (h::PRODUCER_RECEIVED_SEQ, received.to_string()),
+                ],
+            ),
+            Gone => (410, "GONE", "stream was deleted".into(), vec![]),
+            PayloadTooLarge { limit } => (
+                413,
+                "PAYLOAD_TOO_LARGE",
+                format!("body exceeds the limit of {limit} bytes"),
+                vec![],
+            ),
+            UriTooLong => (
+                414,
+                "URI_TOO_LONG",
+                "stream path is too long".into(),
+                vec![],
+            ),
+        };
+        ErrorView {
+            status,
+            code,
+            message,
+            headers,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closed_conflict_carries_the_final_offset() {
+        let v = ProtocolError::StreamClosed {
+            tail: Offset::new(7).unwrap(),
+        }
+        .view();
+        assert_eq!(v.status, 409);
+        assert!(v.headers.contains(&(h::STREAM_CLOSED, "true".into())));
+        assert!(v.headers.contains(&(
+            h::STREAM_NEXT_OFFSET,
+            "0000000000000000_0000000000000007".into()
+        )));
+    }
+
+    #[test]
+    fn gap_carries_expected_and_received() {
+        let v = ProtocolError::SeqGap {
+            expected: 3,
+            received: 5,
+        }
+        .view();
+        assert_eq!(v.status, 409);
+        assert!(v.headers.contains(&(h::PRODUCER_EXPECTED_SEQ, "3".into())));
+        assert!(v.headers.contains(&(h::PRODUCER_RECEIVED_SEQ, "5".into())));
+    }
+}

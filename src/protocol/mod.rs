@@ -1,0 +1,13 @@
+//! Protocol values and codecs: everything about the wire format and nothing
+//! about storage, time or the platform (PROTOCOL.md §4–§10).
+
+pub mod cache;
+pub mod content_type;
+pub mod error;
+pub mod expiry;
+pub mod headers;
+pub mod json;
+pub mod offset;
+pub mod path;
+pub mod producer;
+pub mod query;
