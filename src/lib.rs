@@ -29,6 +29,19 @@
 //! - `cloudflare` (wasm32 only): the Worker entry, the Durable Object, its
 //!   SQLite store and request/response conversion; the only code that uses `worker`.
 
+// Nothing on a request path may panic: a panic resets every Durable Object in
+// the isolate. Tests are exempt (clippy.toml).
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::unreachable,
+    clippy::todo,
+    clippy::unimplemented,
+    clippy::await_holding_refcell_ref
+)]
+
 pub mod engine;
 pub mod protocol;
 
