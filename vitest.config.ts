@@ -6,11 +6,6 @@ import { defineConfig } from "vitest/config"
  */
 export const NOT_BUILT_YET: Array<string> = [
   "Fork - ", // forks: issue "Forks across Durable Objects"
-  "Long-Poll", // live reads: issue "Live reads"
-  "long-poll",
-  "Long-poll",
-  "SSE",
-  "sse",
 ]
 
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")

@@ -14,6 +14,7 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "
 export const TEST_VARS: Record<string, string> = {
   LONG_POLL_TIMEOUT_MS: "500",
   SSE_MAX_LIFETIME_MS: "3000",
+  SSE_KEEPALIVE_MS: "1000",
   TEST_ROUTES: "1",
 }
 

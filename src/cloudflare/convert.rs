@@ -100,6 +100,20 @@ pub fn render(r: Response) -> worker::Result<worker::Response> {
     })
 }
 
+/// A streamed platform response: `head`'s status and headers, `body`'s chunks.
+pub fn render_stream<S>(head: Response, body: S) -> worker::Result<worker::Response>
+where
+    S: futures_util::Stream<Item = worker::Result<Vec<u8>>> + 'static,
+{
+    let headers = Headers::new();
+    for (name, value) in &head.headers {
+        headers.append(name, value)?;
+    }
+    Ok(worker::Response::from_stream(body)?
+        .with_status(head.status)
+        .with_headers(headers))
+}
+
 /// A protocol error as a platform response.
 pub fn render_error(e: &ProtocolError) -> worker::Result<worker::Response> {
     render(Response::error(e))

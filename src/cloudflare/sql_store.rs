@@ -22,6 +22,7 @@ use crate::protocol::content_type::ContentType;
 use crate::protocol::expiry::Expiry;
 use crate::protocol::offset::Offset;
 use crate::protocol::producer::{ProducerTuple, StreamSeq};
+use std::cell::RefCell;
 use std::ops::ControlFlow;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
@@ -47,6 +48,16 @@ const TAIL_BOUNDARY: i64 = 2;
 pub struct SqlStore {
     sql: SqlStorage,
     storage: Storage,
+    /// The metadata row as last read or committed. The object is its
+    /// stream's only writer, so the copy stays exact; a failed commit drops
+    /// it and the next read goes back to SQLite.
+    meta: RefCell<Cached>,
+}
+
+#[derive(Clone)]
+enum Cached {
+    Unknown,
+    Known(Option<StreamMeta>),
 }
 
 fn corrupt(what: &str) -> worker::Error {
@@ -83,6 +94,7 @@ impl SqlStore {
         SqlStore {
             sql: storage.sql(),
             storage,
+            meta: RefCell::new(Cached::Unknown),
         }
     }
 
@@ -106,6 +118,20 @@ impl SqlStore {
             .raw()
             .collect::<worker::Result<_>>()?;
         uint(rows.first().and_then(|r| r.first()), "count")
+    }
+
+    fn load_meta(&self) -> worker::Result<Option<StreamMeta>> {
+        let rows: Vec<Vec<V>> = self
+            .sql
+            .exec(
+                "SELECT stream_id, content_type, tail, closed, closed_by_id, closed_by_epoch, closed_by_seq, \
+                 ttl_secs, expires_at_ms, expires_at_text, created_ms, last_access_ms, last_stream_seq \
+                 FROM meta WHERE id = 1",
+                None,
+            )?
+            .raw()
+            .collect::<worker::Result<_>>()?;
+        rows.first().map(|r| SqlStore::meta_from_row(r)).transpose()
     }
 
     fn meta_from_row(row: &[V]) -> worker::Result<StreamMeta> {
@@ -246,17 +272,12 @@ impl Store for SqlStore {
     type Error = worker::Error;
 
     fn meta(&self) -> worker::Result<Option<StreamMeta>> {
-        let rows: Vec<Vec<V>> = self
-            .sql
-            .exec(
-                "SELECT stream_id, content_type, tail, closed, closed_by_id, closed_by_epoch, closed_by_seq, \
-                 ttl_secs, expires_at_ms, expires_at_text, created_ms, last_access_ms, last_stream_seq \
-                 FROM meta WHERE id = 1",
-                None,
-            )?
-            .raw()
-            .collect::<worker::Result<_>>()?;
-        rows.first().map(|r| SqlStore::meta_from_row(r)).transpose()
+        if let Cached::Known(m) = &*self.meta.borrow() {
+            return Ok(m.clone());
+        }
+        let meta = self.load_meta()?;
+        *self.meta.borrow_mut() = Cached::Known(meta.clone());
+        Ok(meta)
     }
 
     fn producer(&self, id: &str) -> worker::Result<Option<ProducerState>> {
@@ -313,7 +334,16 @@ impl Store for SqlStore {
     }
 
     fn commit(&self, commit: Commit) -> worker::Result<()> {
+        let after = match &commit {
+            Commit::Create { meta, .. } | Commit::Append { meta, .. } => Some(meta.clone()),
+            Commit::Delete => None,
+        };
         let sql = self.sql.clone();
-        transaction_sync(&self.storage, move || apply(&sql, commit))
+        let result = transaction_sync(&self.storage, move || apply(&sql, commit));
+        *self.meta.borrow_mut() = match result {
+            Ok(()) => Cached::Known(after),
+            Err(_) => Cached::Unknown,
+        };
+        result
     }
 }

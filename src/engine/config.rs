@@ -9,6 +9,9 @@ pub struct Config {
     pub long_poll_timeout_ms: u64,
     /// How long an SSE connection lives before the server closes it (§5.8).
     pub sse_max_lifetime_ms: u64,
+    /// How often an idle SSE connection gets a keep-alive control event, so
+    /// a dead client is noticed and intermediaries do not time out.
+    pub sse_keepalive_ms: u64,
     /// Largest accepted append or initial body, in bytes (413 above).
     pub max_append_bytes: u64,
     /// Target size of one catch-up response body (§5.6 chunking).
@@ -24,6 +27,7 @@ impl Default for Config {
         Config {
             long_poll_timeout_ms: 20_000,
             sse_max_lifetime_ms: 60_000,
+            sse_keepalive_ms: 15_000,
             max_append_bytes: 16 * 1024 * 1024,
             max_read_chunk_bytes: 4 * 1024 * 1024,
             cursor_interval_s: 20,
@@ -33,9 +37,10 @@ impl Default for Config {
 }
 
 /// Variable names, as set in wrangler.toml `[vars]` or the environment.
-pub const VARS: [&str; 6] = [
+pub const VARS: [&str; 7] = [
     "LONG_POLL_TIMEOUT_MS",
     "SSE_MAX_LIFETIME_MS",
+    "SSE_KEEPALIVE_MS",
     "MAX_APPEND_BYTES",
     "MAX_READ_CHUNK_BYTES",
     "CURSOR_INTERVAL_S",
@@ -60,10 +65,11 @@ impl Config {
         Config {
             long_poll_timeout_ms: get(VARS[0], d.long_poll_timeout_ms),
             sse_max_lifetime_ms: get(VARS[1], d.sse_max_lifetime_ms),
-            max_append_bytes: get(VARS[2], d.max_append_bytes),
-            max_read_chunk_bytes: get(VARS[3], d.max_read_chunk_bytes),
-            cursor_interval_s: get(VARS[4], d.cursor_interval_s),
-            row_bytes: get(VARS[5], d.row_bytes).min(MAX_ROW_BYTES),
+            sse_keepalive_ms: get(VARS[2], d.sse_keepalive_ms),
+            max_append_bytes: get(VARS[3], d.max_append_bytes),
+            max_read_chunk_bytes: get(VARS[4], d.max_read_chunk_bytes),
+            cursor_interval_s: get(VARS[5], d.cursor_interval_s),
+            row_bytes: get(VARS[6], d.row_bytes).min(MAX_ROW_BYTES),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod create;
 pub mod decision;
 pub mod failure;
+pub mod live;
 pub mod producer;
 pub mod read;
 pub mod request;

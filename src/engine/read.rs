@@ -82,6 +82,19 @@ pub fn read_range<S: Store>(
     Ok(Slice { start, end, data })
 }
 
+/// Checks that a read may start at `start` (on the stream, and in JSON mode
+/// on a message boundary) without reading more than the first chunk.
+pub fn check_start<S: Store>(
+    store: &S,
+    meta: &StreamMeta,
+    start: Offset,
+) -> Result<(), Failure<S::Error>> {
+    if start == meta.tail {
+        return Ok(());
+    }
+    read_range(store, meta, start, 0).map(|_| ())
+}
+
 /// The body of a read: stored bytes, or a JSON array of stored messages.
 pub fn render_body(meta: &StreamMeta, stored: &[u8]) -> Vec<u8> {
     if meta.content_type.is_json() {

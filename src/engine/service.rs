@@ -8,12 +8,13 @@ use super::config::Config;
 use super::create::{self, CreateInput};
 use super::decision::Decision;
 use super::failure::{Failure, StoreResult};
+use super::live::{self, LongPoll, PollStep, SseState};
 use super::read;
 use super::request::{Method, Request};
 use super::response::Response;
 use super::state::StreamMeta;
 use super::store::{Commit, Store};
-use crate::protocol::error::{Invalid, ProtocolError};
+use crate::protocol::error::ProtocolError;
 use crate::protocol::headers as h;
 use crate::protocol::offset::{Offset, OffsetParam};
 use crate::protocol::query::{Live, ReadQuery};
@@ -26,20 +27,38 @@ pub struct Ctx<'a> {
     /// The id a stream created by this request gets (unique per creation).
     pub new_stream_id: &'a str,
     pub config: &'a Config,
+    /// A random value (cursor jitter, §10.1).
+    pub random: u64,
 }
 
-/// A response, and the expiry deadline the object's alarm must cover.
+/// What the adapter does with a request.
+#[derive(Debug)]
+pub enum Action {
+    /// Send this response.
+    Respond(Response),
+    /// Park a long-poll until the stream changes or its deadline passes,
+    /// then call [`resume_long_poll`].
+    LongPoll(LongPoll),
+    /// Send `head`, then stream [`sse_next`]'s events.
+    Sse { head: Response, state: SseState },
+}
+
+/// An action, plus the effects the adapter owes.
 #[derive(Debug)]
 pub struct Outcome {
-    pub response: Response,
+    pub action: Action,
+    /// The expiry deadline the object's alarm must cover.
     pub alarm: Option<u64>,
+    /// The stream's data, closure or existence changed: wake parked readers.
+    pub notify: bool,
 }
 
 impl Outcome {
     fn respond(response: Response) -> Outcome {
         Outcome {
-            response,
+            action: Action::Respond(response),
             alarm: None,
+            notify: false,
         }
     }
 }
@@ -59,10 +78,17 @@ pub fn current_meta<S: Store>(store: &S, now_ms: u64) -> Result<Option<StreamMet
 /// Handles one request for the stream behind `store`.
 pub fn handle<S: Store>(store: &S, req: &Request, ctx: &Ctx) -> Result<Outcome, S::Error> {
     match dispatch(store, req, ctx) {
-        Ok(o) => Ok(Outcome {
-            response: o.response.finish(),
-            alarm: o.alarm,
-        }),
+        Ok(mut o) => {
+            o.action = match o.action {
+                Action::Respond(r) => Action::Respond(r.finish()),
+                Action::Sse { head, state } => Action::Sse {
+                    head: head.finish(),
+                    state,
+                },
+                wait @ Action::LongPoll(_) => wait,
+            };
+            Ok(o)
+        }
         Err(Failure::Protocol(e)) => Ok(Outcome::respond(Response::error(&e))),
         Err(Failure::Store(e)) => Err(e),
     }
@@ -85,7 +111,9 @@ fn dispatch<S: Store>(store: &S, req: &Request, ctx: &Ctx) -> Result<Outcome, Fa
                 .store()?
                 .ok_or(ProtocolError::NotFound)?;
             store.commit(Commit::Delete).store()?;
-            Ok(Outcome::respond(Response::new(204)))
+            let mut o = Outcome::respond(Response::new(204));
+            o.notify = true;
+            Ok(o)
         }
         Method::Other => Err(ProtocolError::MethodNotAllowed.into()),
     }
@@ -99,8 +127,7 @@ fn put<S: Store>(store: &S, req: &Request, ctx: &Ctx) -> Result<Outcome, Failure
         Some(Commit::Create { meta, .. }) => meta.deadline(),
         _ => None,
     };
-    let response = apply(store, decision)?;
-    Ok(Outcome { response, alarm })
+    apply(store, decision, alarm)
 }
 
 fn post<S: Store>(store: &S, req: &Request, ctx: &Ctx) -> Result<Outcome, Failure<S::Error>> {
@@ -113,19 +140,29 @@ fn post<S: Store>(store: &S, req: &Request, ctx: &Ctx) -> Result<Outcome, Failur
         None => None,
     };
     let decision = append::decide(&meta, producer_state, input, ctx)?;
-    Ok(Outcome::respond(apply(store, decision)?))
+    apply(store, decision, None)
 }
 
 /// Persists a decision's commit, then hands back its response.
-fn apply<S: Store>(store: &S, decision: Decision) -> Result<Response, Failure<S::Error>> {
+fn apply<S: Store>(
+    store: &S,
+    decision: Decision,
+    alarm: Option<u64>,
+) -> Result<Outcome, Failure<S::Error>> {
+    let notify = decision.commit.is_some();
     if let Some(commit) = decision.commit {
         store.commit(*commit).store()?;
     }
-    Ok(decision.response)
+    Ok(Outcome {
+        action: Action::Respond(decision.response),
+        alarm,
+        notify,
+    })
 }
 
-/// Renews a sliding TTL on a read (§5.1: reads and writes reset it).
-fn touch<S: Store>(store: &S, meta: &StreamMeta, now_ms: u64) -> Result<(), Failure<S::Error>> {
+/// Renews a sliding TTL on a read (§5.1: reads and writes reset it; for live
+/// reads, when the server begins processing and again after waits).
+pub fn touch<S: Store>(store: &S, meta: &StreamMeta, now_ms: u64) -> Result<(), Failure<S::Error>> {
     if meta.slides() && meta.last_access_ms != now_ms {
         let mut next = meta.clone();
         next.last_access_ms = now_ms;
@@ -145,29 +182,80 @@ fn get<S: Store>(store: &S, req: &Request, ctx: &Ctx) -> Result<Outcome, Failure
         .store()?
         .ok_or(ProtocolError::NotFound)?;
     let query = ReadQuery::parse(&req.query)?;
-    if query.live != Live::CatchUp {
-        // Live reads (§5.7, §5.8) are served by the live-reader issue.
-        return Err(Invalid::LiveMode.into());
-    }
-    let response = match query.offset {
-        Some(OffsetParam::Now) => read::at_now(&meta),
-        None | Some(OffsetParam::Start) => read::catch_up(
-            store,
-            &meta,
-            Offset::ZERO,
-            req.header(h::IF_NONE_MATCH),
-            ctx.config.max_read_chunk_bytes,
-        )?,
-        Some(OffsetParam::At(o)) => read::catch_up(
-            store,
-            &meta,
-            o,
-            req.header(h::IF_NONE_MATCH),
-            ctx.config.max_read_chunk_bytes,
-        )?,
-    };
     touch(store, &meta, ctx.now_ms)?;
-    Ok(Outcome::respond(response))
+    let param = query.offset.unwrap_or(OffsetParam::Start);
+    let action = match query.live {
+        Live::CatchUp => Action::Respond(match param {
+            OffsetParam::Now => read::at_now(&meta),
+            OffsetParam::Start => read::catch_up(
+                store,
+                &meta,
+                Offset::ZERO,
+                req.header(h::IF_NONE_MATCH),
+                ctx.config.max_read_chunk_bytes,
+            )?,
+            OffsetParam::At(o) => read::catch_up(
+                store,
+                &meta,
+                o,
+                req.header(h::IF_NONE_MATCH),
+                ctx.config.max_read_chunk_bytes,
+            )?,
+        }),
+        Live::LongPoll => {
+            let wait = LongPoll {
+                offset: live::start_offset(&meta, param)?,
+                deadline: ctx.now_ms.saturating_add(ctx.config.long_poll_timeout_ms),
+                cursor: query.cursor,
+                from_start: param == OffsetParam::Start,
+            };
+            match live::poll(store, Some(&meta), wait, ctx)? {
+                PollStep::Respond(r) => Action::Respond(r),
+                PollStep::Wait(w) => Action::LongPoll(w),
+            }
+        }
+        Live::Sse => {
+            let offset = live::start_offset(&meta, param)?;
+            read::check_start(store, &meta, offset)?;
+            Action::Sse {
+                head: live::sse_head(&meta),
+                state: SseState {
+                    offset,
+                    cursor: query.cursor,
+                    started: false,
+                },
+            }
+        }
+    };
+    Ok(Outcome {
+        action,
+        alarm: None,
+        notify: false,
+    })
+}
+
+/// A parked long-poll's next step: a response (finished), or wait again.
+pub fn resume_long_poll<S: Store>(
+    store: &S,
+    wait: LongPoll,
+    ctx: &Ctx,
+) -> Result<Action, S::Error> {
+    match live::resume_poll(store, wait, ctx) {
+        Ok(PollStep::Respond(r)) => Ok(Action::Respond(r.finish())),
+        Ok(PollStep::Wait(w)) => Ok(Action::LongPoll(w)),
+        Err(Failure::Protocol(e)) => Ok(Action::Respond(Response::error(&e))),
+        Err(Failure::Store(e)) => Err(e),
+    }
+}
+
+/// The next events of an SSE connection (see [`live::sse_step`]).
+pub fn sse_next<S: Store>(
+    store: &S,
+    state: &mut SseState,
+    ctx: &Ctx,
+    keepalive: bool,
+) -> Result<live::SseStep, S::Error> {
+    live::sse_step(store, state, ctx, keepalive)
 }
 
 /// The object's alarm: frees an expired stream, or says when to look again.

@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod content_type;
+pub mod cursor;
 pub mod error;
 pub mod expiry;
 pub mod headers;
@@ -11,3 +12,4 @@ pub mod offset;
 pub mod path;
 pub mod producer;
 pub mod query;
+pub mod sse;

@@ -5,7 +5,7 @@
 use durable_streams_edge::engine::config::Config;
 use durable_streams_edge::engine::request::{Method, Request};
 use durable_streams_edge::engine::response::Response;
-use durable_streams_edge::engine::service::{self, Ctx};
+use durable_streams_edge::engine::service::{self, Action, Ctx};
 use durable_streams_edge::engine::store::MemStore;
 
 pub const URL: &str = "http://127.0.0.1:8787/v1/stream/test";
@@ -42,10 +42,14 @@ impl Harness {
             now_ms: self.now,
             new_stream_id: &id,
             config: &self.config,
+            random: self.ids,
         };
         let outcome = service::handle(&self.store, &req, &ctx).unwrap();
         self.alarms.extend(outcome.alarm);
-        outcome.response
+        match outcome.action {
+            Action::Respond(r) => r,
+            other => panic!("expected an immediate response, got {other:?}"),
+        }
     }
 
     pub fn advance(&mut self, ms: u64) {

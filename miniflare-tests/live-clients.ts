@@ -1,0 +1,89 @@
+/** Minimal live-read clients for the tests: an SSE reader and a long-poll reader that resume from the last offset. */
+
+export interface SseEvent {
+  type: string
+  data: string
+}
+
+/** Splits a buffer of SSE text into complete events; returns them and the unparsed rest. */
+export function parseEvents(buffer: string): { events: Array<SseEvent>; rest: string } {
+  const events: Array<SseEvent> = []
+  const blocks = buffer.split("\n\n")
+  const rest = blocks.pop() ?? ""
+  for (const block of blocks) {
+    let type = ""
+    const data: Array<string> = []
+    for (const line of block.split("\n")) {
+      if (line.startsWith("event:")) type = line.slice(6).trim()
+      else if (line.startsWith("data:")) data.push(line.slice(5))
+    }
+    if (type) events.push({ type, data: data.join("\n") })
+  }
+  return { events, rest }
+}
+
+export interface ReaderResult {
+  text: string
+  connections: number
+}
+
+/**
+ * Reads a text stream over SSE from `offset` until `expectedLength` characters
+ * arrived or the stream closed, reconnecting from the last control offset
+ * whenever the server ends a connection.
+ */
+export async function sseReader(url: string, expectedLength: number, signal?: AbortSignal, offset = "-1"): Promise<ReaderResult> {
+  let text = ""
+  let connections = 0
+  let closed = false
+  while (!closed && text.length < expectedLength) {
+    connections++
+    const r = await fetch(`${url}?offset=${encodeURIComponent(offset)}&live=sse`, { signal })
+    if (r.status !== 200 || !r.body) throw new Error(`sse: ${r.status}`)
+    const reader = r.body.getReader()
+    const decoder = new TextDecoder()
+    let buffer = ""
+    let pending = ""
+    for (;;) {
+      const { done, value } = await reader.read()
+      if (done) break
+      buffer += decoder.decode(value, { stream: true })
+      const parsed = parseEvents(buffer)
+      buffer = parsed.rest
+      for (const e of parsed.events) {
+        if (e.type === "data") pending = e.data
+        else if (e.type === "control") {
+          const c = JSON.parse(e.data) as { streamNextOffset: string; streamClosed?: boolean }
+          text += pending
+          pending = ""
+          offset = c.streamNextOffset
+          if (c.streamClosed) closed = true
+        }
+      }
+      if (closed || text.length >= expectedLength) {
+        await reader.cancel()
+        break
+      }
+    }
+  }
+  return { text, connections }
+}
+
+/** Reads a text stream by long-polling from `offset` until `expectedLength` characters arrived. */
+export async function longPollReader(url: string, expectedLength: number, signal?: AbortSignal, offset = "now"): Promise<ReaderResult> {
+  let text = ""
+  let connections = 0
+  let cursor = ""
+  while (text.length < expectedLength) {
+    connections++
+    const q = `offset=${encodeURIComponent(offset)}&live=long-poll${cursor ? `&cursor=${cursor}` : ""}`
+    const r = await fetch(`${url}?${q}`, { signal })
+    if (r.status === 200) text += await r.text()
+    else if (r.status !== 204) throw new Error(`long-poll: ${r.status}`)
+    else await r.arrayBuffer()
+    offset = r.headers.get("stream-next-offset")!
+    cursor = r.headers.get("stream-cursor") ?? cursor
+    if (r.headers.get("stream-closed") === "true") break
+  }
+  return { text, connections }
+}

@@ -1,0 +1,95 @@
+/** Live readers held by the stream's object (PROTOCOL.md §5.7, §5.8): fan-out, disconnects, lifetime cuts. */
+import { describe, expect, inject, test } from "vitest"
+import { start } from "./mf"
+import { stats, uniq, until } from "./helpers"
+import { longPollReader, sseReader } from "./live-clients"
+
+const base = inject("baseUrl")
+const text = { "content-type": "text/plain" }
+
+describe("live readers", () => {
+  test("500 SSE and 500 long-poll readers each get all 200 appends exactly once, in order", { timeout: 180_000 }, async () => {
+    const name = uniq("fanout")
+    const url = `${base}/v1/stream/${name}`
+    expect((await fetch(url, { method: "PUT", headers: text })).status).toBe(201)
+    const messages = Array.from({ length: 200 }, (_, i) => `<${String(i).padStart(3, "0")}:${"x".repeat(i % 17)}>`)
+    const expected = messages.join("")
+    const sse = Array.from({ length: 500 }, () => sseReader(url, expected.length, undefined, "now"))
+    const polls = Array.from({ length: 500 }, () => longPollReader(url, expected.length))
+    await until(async () => {
+      const s = await stats(base, name)
+      return s.sseConnections === 500 && s.parked >= 900
+    }, 60_000)
+    for (const m of messages) {
+      const r = await fetch(url, { method: "POST", headers: text, body: m })
+      expect(r.status).toBe(204)
+    }
+    const results = await Promise.all([...sse, ...polls])
+    for (const r of results) expect(r.text).toBe(expected)
+  })
+
+  test("aborted SSE readers are dropped from the object", { timeout: 30_000 }, async () => {
+    const name = uniq("abort-sse")
+    const url = `${base}/v1/stream/${name}`
+    await fetch(url, { method: "PUT", headers: text })
+    const controller = new AbortController()
+    const readers = Array.from({ length: 50 }, () => sseReader(url, 1, controller.signal, "now").catch(() => null))
+    await until(async () => (await stats(base, name)).sseConnections === 50)
+    controller.abort()
+    await Promise.all(readers)
+    await until(async () => {
+      const s = await stats(base, name)
+      return s.sseConnections === 0 && s.parked === 0
+    })
+  })
+
+  test("aborted long-polls leave the object by their deadline", { timeout: 30_000 }, async () => {
+    // workerd does not signal the object when a long-poll's client goes
+    // away, so the bound is LONG_POLL_TIMEOUT_MS (5 s here), never a leak.
+    const { mf, base: b } = await start({ vars: { LONG_POLL_TIMEOUT_MS: "5000" } })
+    try {
+      const name = uniq("abort-lp")
+      const url = `${b}/v1/stream/${name}`
+      await fetch(url, { method: "PUT", headers: text })
+      const controller = new AbortController()
+      const readers = Array.from({ length: 50 }, () => longPollReader(url, 1, controller.signal).catch(() => null))
+      await until(async () => (await stats(b, name)).parked === 50)
+      const abortedAt = Date.now()
+      controller.abort()
+      await Promise.all(readers)
+      await until(async () => (await stats(b, name)).parked === 0, 10_000)
+      expect(Date.now() - abortedAt).toBeLessThan(8_000)
+    } finally {
+      await mf.dispose()
+    }
+  })
+
+  test("an SSE reader resuming after the lifetime cut misses nothing", { timeout: 30_000 }, async () => {
+    const url = `${base}/v1/stream/${uniq("lifetime")}`
+    await fetch(url, { method: "PUT", headers: text })
+    const parts = Array.from({ length: 40 }, (_, i) => `[${i}]`)
+    const expected = parts.join("")
+    const reader = sseReader(url, expected.length, undefined, "-1")
+    // Appends spread over more than one SSE lifetime (3 s in tests).
+    for (const p of parts) {
+      await fetch(url, { method: "POST", headers: text, body: p })
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    const got = await reader
+    expect(got.text).toBe(expected)
+    expect(got.connections).toBeGreaterThan(1)
+  })
+
+  test("a close ends every SSE reader and long-poll at once, after the final data", { timeout: 30_000 }, async () => {
+    const url = `${base}/v1/stream/${uniq("close-wake")}`
+    await fetch(url, { method: "PUT", headers: text })
+    const readers = [
+      ...Array.from({ length: 20 }, () => sseReader(url, Number.MAX_SAFE_INTEGER, undefined, "now")),
+      ...Array.from({ length: 20 }, () => longPollReader(url, Number.MAX_SAFE_INTEGER)),
+    ]
+    await new Promise((r) => setTimeout(r, 200))
+    await fetch(url, { method: "POST", headers: { ...text, "stream-closed": "true" }, body: "the end" })
+    const results = await Promise.all(readers)
+    for (const r of results) expect(r.text).toBe("the end")
+  })
+})
