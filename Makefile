@@ -1,6 +1,6 @@
 # Two commands do everything (README.md): `make dev` and `make test`.
 # Each runs the idempotent set-up first.
-.PHONY: setup build dev test clean
+.PHONY: setup build dev test bench clean
 
 PORT ?= 8787
 LONG_POLL_TIMEOUT_MS ?= 20000
@@ -19,6 +19,10 @@ dev: setup
 
 test: setup
 	@./scripts/test.sh
+
+# Benchmarks under local workerd (README.md); not part of `make test`.
+bench: build
+	@mkdir -p .test-results && node bench/live.mjs --out .test-results/bench-live.json
 
 clean:
 	rm -rf build target .test-results

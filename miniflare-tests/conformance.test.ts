@@ -1,7 +1,7 @@
 /** The official conformance suite (@durable-streams/server-conformance-tests 0.3.6) against the built worker. */
 import { inject } from "vitest"
 import { runConformanceTests } from "@durable-streams/server-conformance-tests"
-import { TEST_VARS } from "./mf"
+import { TEST_VARS } from "./mf.mjs"
 
 runConformanceTests({
   baseUrl: inject("baseUrl"),

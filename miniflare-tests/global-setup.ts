@@ -1,6 +1,6 @@
 /** One shared worker for every spec file; each file gets its origin via inject("baseUrl"). */
 import type { TestProject } from "vitest/node"
-import { start } from "./mf"
+import { start } from "./mf.mjs"
 
 declare module "vitest" {
   export interface ProvidedContext {

@@ -1,8 +1,8 @@
 /** Live readers held by the stream's object (PROTOCOL.md §5.7, §5.8): fan-out, disconnects, lifetime cuts. */
 import { describe, expect, inject, test } from "vitest"
-import { start } from "./mf"
+import { start } from "./mf.mjs"
 import { stats, uniq, until } from "./helpers"
-import { longPollReader, sseReader } from "./live-clients"
+import { longPollReader, sseReader } from "./live-clients.mjs"
 
 const base = inject("baseUrl")
 const text = { "content-type": "text/plain" }

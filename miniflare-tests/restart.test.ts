@@ -7,7 +7,7 @@ import { afterAll, describe, expect, test } from "vitest"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import path from "node:path"
-import { start } from "./mf"
+import { start } from "./mf.mjs"
 import { readAll, sha256 } from "./helpers"
 
 const dir = mkdtempSync(path.join(tmpdir(), "ds-restart-"))

@@ -1,6 +1,6 @@
 /** Routing in the Worker: stream paths to one Durable Object each, everything else refused (PROTOCOL.md §3, §12.2). */
 import { describe, expect, inject, test } from "vitest"
-import { start } from "./mf"
+import { start } from "./mf.mjs"
 import { uniq } from "./helpers"
 
 const base = inject("baseUrl")

@@ -176,18 +176,31 @@ pub fn sse_step<S: Store>(
     }
     let encoding = meta.content_type.sse_encoding();
     if state.offset < meta.tail {
-        let mut slice =
-            match read_range(store, &meta, state.offset, ctx.config.max_read_chunk_bytes) {
+        let text = encoding == SseEncoding::Text && !meta.content_type.is_json();
+        let mut cap = ctx.config.max_read_chunk_bytes;
+        let slice = loop {
+            let mut slice = match read_range(store, &meta, state.offset, cap) {
                 Ok(s) => s,
                 Err(Failure::Store(e)) => return Err(e),
                 // The start offset was validated when the connection opened.
                 Err(Failure::Protocol(_)) => return Ok(SseStep::End),
             };
-        if encoding == SseEncoding::Text && !meta.content_type.is_json() {
+            if !text {
+                break slice;
+            }
+            // Text goes out whole characters at a time: cut a batch back to
+            // a character boundary, or read on if it holds no whole one.
             let keep = sse::utf8_prefix_len(&slice.data);
-            slice.data.truncate(keep);
-            slice.end = state.offset.advance(keep as u64).unwrap_or(slice.end);
-        }
+            if keep == 0 && slice.end < meta.tail {
+                cap = (slice.data.len() as u64).saturating_add(ctx.config.row_bytes);
+                continue;
+            }
+            if keep > 0 {
+                slice.data.truncate(keep);
+                slice.end = state.offset.advance(keep as u64).unwrap_or(slice.end);
+            }
+            break slice;
+        };
         let closed = closed_at(&meta, slice.end);
         let mut bytes = sse::data_event(&render_body(&meta, &slice.data), encoding);
         bytes.extend(sse::control_event(&Control {

@@ -84,8 +84,8 @@ pub fn control_event(c: &Control) -> Vec<u8> {
 }
 
 /// The longest prefix of `data` that does not end inside a UTF-8 sequence,
-/// so a text batch cut between rows never splits a character. A prefix that
-/// would be empty is not shortened (invalid bytes are passed through).
+/// so a text batch cut between rows never splits a character. Bytes that
+/// cannot start a sequence are not a cut point (invalid text passes through).
 pub fn utf8_prefix_len(data: &[u8]) -> usize {
     let n = data.len();
     // A sequence is at most 4 bytes: look back at most 3 for its lead byte.
@@ -102,7 +102,7 @@ pub fn utf8_prefix_len(data: &[u8]) -> usize {
             0xF0..=0xF7 => 4,
             _ => return n,
         };
-        return if back < need && i > 0 { i } else { n };
+        return if back < need { i } else { n };
     }
     n
 }
@@ -187,6 +187,11 @@ mod tests {
         assert_eq!(utf8_prefix_len(&[b'a', e[0], e[1]]), 3);
         let snow = "☃".as_bytes(); // 3 bytes
         assert_eq!(utf8_prefix_len(&[b'x', snow[0], snow[1]]), 1);
-        assert_eq!(utf8_prefix_len(&[snow[0], snow[1]]), 2, "never empty");
+        assert_eq!(utf8_prefix_len(&[snow[0], snow[1]]), 0);
+        assert_eq!(
+            utf8_prefix_len(&[0xFF]),
+            1,
+            "invalid bytes are not held back"
+        );
     }
 }

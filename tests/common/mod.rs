@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use durable_streams_edge::engine::config::Config;
+use durable_streams_edge::engine::live::{LongPoll, SseState, SseStep};
 use durable_streams_edge::engine::request::{Method, Request};
 use durable_streams_edge::engine::response::Response;
 use durable_streams_edge::engine::service::{self, Action, Ctx};
@@ -36,6 +37,19 @@ impl Harness {
     }
 
     pub fn send(&mut self, req: Request) -> Response {
+        match self.act(req) {
+            Action::Respond(r) => r,
+            other => panic!("expected an immediate response, got {other:?}"),
+        }
+    }
+
+    pub fn ctx_id(&mut self) -> String {
+        self.ids += 1;
+        format!("s{}", self.ids)
+    }
+
+    /// The service's action for a request (a response, or a live read to drive).
+    pub fn act(&mut self, req: Request) -> Action {
         self.ids += 1;
         let id = format!("s{}", self.ids);
         let ctx = Ctx {
@@ -46,10 +60,31 @@ impl Harness {
         };
         let outcome = service::handle(&self.store, &req, &ctx).unwrap();
         self.alarms.extend(outcome.alarm);
-        match outcome.action {
-            Action::Respond(r) => r,
-            other => panic!("expected an immediate response, got {other:?}"),
-        }
+        outcome.action
+    }
+
+    /// A parked long-poll's next step at the current time.
+    pub fn resume(&mut self, wait: LongPoll) -> Action {
+        let id = self.ctx_id();
+        let ctx = Ctx {
+            now_ms: self.now,
+            new_stream_id: &id,
+            config: &self.config,
+            random: self.ids,
+        };
+        service::resume_long_poll(&self.store, wait, &ctx).unwrap()
+    }
+
+    /// An SSE connection's next step at the current time.
+    pub fn sse(&mut self, state: &mut SseState, keepalive: bool) -> SseStep {
+        let id = self.ctx_id();
+        let ctx = Ctx {
+            now_ms: self.now,
+            new_stream_id: &id,
+            config: &self.config,
+            random: self.ids,
+        };
+        service::sse_next(&self.store, state, &ctx, keepalive).unwrap()
     }
 
     pub fn advance(&mut self, ms: u64) {

@@ -1,7 +1,8 @@
 /**
  * One way to start the built worker under Miniflare (bare workerd), with the
  * bindings read from wrangler.toml (so they are written once) and the test
- * overrides below: a short long-poll timeout and SSE lifetime.
+ * overrides below: a short long-poll timeout, SSE lifetime and keep-alive.
+ * Shared by the vitest specs and the benchmarks in bench/.
  */
 import { Miniflare } from "miniflare"
 import { unstable_getMiniflareWorkerOptions } from "wrangler"
@@ -11,35 +12,35 @@ import path from "node:path"
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 
 /** Configuration the tests run with (README.md, Configuration). */
-export const TEST_VARS: Record<string, string> = {
+export const TEST_VARS = {
   LONG_POLL_TIMEOUT_MS: "500",
   SSE_MAX_LIFETIME_MS: "3000",
   SSE_KEEPALIVE_MS: "1000",
   TEST_ROUTES: "1",
 }
 
-export interface StartOptions {
-  /** Directory for Durable Object storage; in memory when absent. */
-  persistDir?: string
-  vars?: Record<string, string>
-}
-
-export function createMiniflare(opts: StartOptions = {}): Miniflare {
+/**
+ * @param {{ persistDir?: string, vars?: Record<string, string>, testVars?: boolean }} [opts]
+ *   persistDir: Durable Object storage directory (in memory when absent);
+ *   testVars: apply TEST_VARS (default true; benchmarks use wrangler.toml's values).
+ */
+export function createMiniflare(opts = {}) {
   const { workerOptions, main } = unstable_getMiniflareWorkerOptions(path.join(ROOT, "wrangler.toml"))
+  const testVars = opts.testVars === false ? { TEST_ROUTES: "1" } : TEST_VARS
   return new Miniflare({
     ...workerOptions,
     modules: true,
     scriptPath: main,
-    bindings: { ...workerOptions.bindings, ...TEST_VARS, ...opts.vars },
+    bindings: { ...workerOptions.bindings, ...testVars, ...opts.vars },
     durableObjectsPersist: opts.persistDir ?? false,
     cache: true,
     host: "127.0.0.1",
     port: 0,
-  } as ConstructorParameters<typeof Miniflare>[0])
+  })
 }
 
 /** Starts Miniflare and returns it with its loopback origin. */
-export async function start(opts: StartOptions = {}): Promise<{ mf: Miniflare; base: string }> {
+export async function start(opts = {}) {
   const mf = createMiniflare(opts)
   const url = await mf.ready
   return { mf, base: url.origin }

@@ -1,18 +1,21 @@
-/** Minimal live-read clients for the tests: an SSE reader and a long-poll reader that resume from the last offset. */
+/**
+ * Minimal live-read clients for the tests and benchmarks: an SSE reader and a
+ * long-poll reader that resume from the last offset. `onText(text)` is called
+ * as each batch arrives.
+ */
 
-export interface SseEvent {
-  type: string
-  data: string
-}
-
-/** Splits a buffer of SSE text into complete events; returns them and the unparsed rest. */
-export function parseEvents(buffer: string): { events: Array<SseEvent>; rest: string } {
-  const events: Array<SseEvent> = []
+/**
+ * Splits a buffer of SSE text into complete events; returns them and the unparsed rest.
+ * @param {string} buffer
+ * @returns {{ events: Array<{ type: string, data: string }>, rest: string }}
+ */
+export function parseEvents(buffer) {
+  const events = []
   const blocks = buffer.split("\n\n")
   const rest = blocks.pop() ?? ""
   for (const block of blocks) {
     let type = ""
-    const data: Array<string> = []
+    const data = []
     for (const line of block.split("\n")) {
       if (line.startsWith("event:")) type = line.slice(6).trim()
       else if (line.startsWith("data:")) data.push(line.slice(5))
@@ -22,17 +25,12 @@ export function parseEvents(buffer: string): { events: Array<SseEvent>; rest: st
   return { events, rest }
 }
 
-export interface ReaderResult {
-  text: string
-  connections: number
-}
-
 /**
  * Reads a text stream over SSE from `offset` until `expectedLength` characters
  * arrived or the stream closed, reconnecting from the last control offset
  * whenever the server ends a connection.
  */
-export async function sseReader(url: string, expectedLength: number, signal?: AbortSignal, offset = "-1"): Promise<ReaderResult> {
+export async function sseReader(url, expectedLength, signal, offset = "-1", onText = () => {}) {
   let text = ""
   let connections = 0
   let closed = false
@@ -53,7 +51,8 @@ export async function sseReader(url: string, expectedLength: number, signal?: Ab
       for (const e of parsed.events) {
         if (e.type === "data") pending = e.data
         else if (e.type === "control") {
-          const c = JSON.parse(e.data) as { streamNextOffset: string; streamClosed?: boolean }
+          const c = JSON.parse(e.data)
+          if (pending) onText(pending)
           text += pending
           pending = ""
           offset = c.streamNextOffset
@@ -70,7 +69,7 @@ export async function sseReader(url: string, expectedLength: number, signal?: Ab
 }
 
 /** Reads a text stream by long-polling from `offset` until `expectedLength` characters arrived. */
-export async function longPollReader(url: string, expectedLength: number, signal?: AbortSignal, offset = "now"): Promise<ReaderResult> {
+export async function longPollReader(url, expectedLength, signal, offset = "now", onText = () => {}) {
   let text = ""
   let connections = 0
   let cursor = ""
@@ -78,10 +77,14 @@ export async function longPollReader(url: string, expectedLength: number, signal
     connections++
     const q = `offset=${encodeURIComponent(offset)}&live=long-poll${cursor ? `&cursor=${cursor}` : ""}`
     const r = await fetch(`${url}?${q}`, { signal })
-    if (r.status === 200) text += await r.text()
+    if (r.status === 200) {
+      const t = await r.text()
+      if (t) onText(t)
+      text += t
+    }
     else if (r.status !== 204) throw new Error(`long-poll: ${r.status}`)
     else await r.arrayBuffer()
-    offset = r.headers.get("stream-next-offset")!
+    offset = r.headers.get("stream-next-offset")
     cursor = r.headers.get("stream-cursor") ?? cursor
     if (r.headers.get("stream-closed") === "true") break
   }
