@@ -4,6 +4,7 @@
 //! only code that imports `worker`.
 
 mod convert;
+mod forks;
 mod live;
 mod object;
 mod sql_store;

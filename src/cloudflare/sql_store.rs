@@ -6,9 +6,14 @@
 //! schema_version(id = 1, version)
 //! meta(id = 1, stream_id, content_type, tail, closed, closed_by_id,
 //!      closed_by_epoch, closed_by_seq, ttl_secs, expires_at_ms,
-//!      expires_at_text, created_ms, last_access_ms, last_stream_seq)
-//! chunks(start INTEGER PRIMARY KEY, data BLOB, flags)  -- flags: 1 head, 2 tail boundary
+//!      expires_at_text, created_ms, last_access_ms, last_stream_seq,
+//!      fork_source, fork_source_id, fork_offset, fork_offset_given,
+//!      fork_sub_offset, fork_point, fork_expiry_inherited, soft_deleted)
+//! chunks(start INTEGER PRIMARY KEY, data BLOB, flags)
+//!        -- flags: 1 head boundary, 2 tail boundary, 4 append end
 //! producers(id TEXT PRIMARY KEY, epoch, last_seq)
+//! fork_refs(fork_id TEXT PRIMARY KEY, fork_path)      -- forks reading this stream
+//! outbox(fork_id TEXT PRIMARY KEY, source, kind, due_ms) -- messages owed to sources
 //! ```
 //!
 //! Every [`Commit`] runs inside `storage.transactionSync`, so it is applied
@@ -16,13 +21,13 @@
 //! so the object's gates keep other requests out until it is durable.
 //! Integers are bounded by 2^53−1 (they cross into JavaScript as doubles).
 
-use crate::engine::state::{Chunk, ProducerState, StreamMeta};
-use crate::engine::store::{Commit, Store};
+use crate::engine::state::{Chunk, ForkLink, ProducerState, StreamMeta};
+use crate::engine::store::{Commit, Outgoing, OutgoingKind, Store};
 use crate::protocol::content_type::ContentType;
 use crate::protocol::expiry::Expiry;
 use crate::protocol::offset::Offset;
 use crate::protocol::producer::{ProducerTuple, StreamSeq};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ops::ControlFlow;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
@@ -32,18 +37,24 @@ use worker::{SqlStorage, SqlStorageValue as V, Storage};
 /// the tables change.
 pub const SCHEMA_VERSION: i64 = 1;
 
-const SCHEMA: [&str; 4] = [
+const SCHEMA: [&str; 6] = [
     "CREATE TABLE IF NOT EXISTS schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS meta (id INTEGER PRIMARY KEY CHECK (id = 1), stream_id TEXT NOT NULL, \
      content_type TEXT NOT NULL, tail INTEGER NOT NULL, closed INTEGER NOT NULL, closed_by_id TEXT, \
      closed_by_epoch INTEGER, closed_by_seq INTEGER, ttl_secs INTEGER, expires_at_ms INTEGER, \
-     expires_at_text TEXT, created_ms INTEGER NOT NULL, last_access_ms INTEGER NOT NULL, last_stream_seq TEXT)",
+     expires_at_text TEXT, created_ms INTEGER NOT NULL, last_access_ms INTEGER NOT NULL, last_stream_seq TEXT, \
+     fork_source TEXT, fork_source_id TEXT, fork_offset INTEGER, fork_offset_given INTEGER, fork_sub_offset INTEGER, \
+     fork_point INTEGER, fork_expiry_inherited INTEGER, soft_deleted INTEGER NOT NULL DEFAULT 0)",
     "CREATE TABLE IF NOT EXISTS chunks (start INTEGER PRIMARY KEY, data BLOB NOT NULL, flags INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS producers (id TEXT PRIMARY KEY, epoch INTEGER NOT NULL, last_seq INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS fork_refs (fork_id TEXT PRIMARY KEY, fork_path TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS outbox (fork_id TEXT PRIMARY KEY, source TEXT NOT NULL, kind TEXT NOT NULL, \
+     due_ms INTEGER NOT NULL)",
 ];
 
 const HEAD_BOUNDARY: i64 = 1;
 const TAIL_BOUNDARY: i64 = 2;
+const APPEND_END: i64 = 4;
 
 pub struct SqlStore {
     sql: SqlStorage,
@@ -52,6 +63,8 @@ pub struct SqlStore {
     /// stream's only writer, so the copy stays exact; a failed commit drops
     /// it and the next read goes back to SQLite.
     meta: RefCell<Cached>,
+    /// A commit queued an outgoing message since the last look.
+    outbox_dirty: Cell<bool>,
 }
 
 #[derive(Clone)]
@@ -95,6 +108,7 @@ impl SqlStore {
             sql: storage.sql(),
             storage,
             meta: RefCell::new(Cached::Unknown),
+            outbox_dirty: Cell::new(false),
         }
     }
 
@@ -108,6 +122,11 @@ impl SqlStore {
             vec![V::Integer(SCHEMA_VERSION)],
         )?;
         Ok(())
+    }
+
+    /// Whether commits queued outgoing messages since the last call.
+    pub fn take_outbox_dirty(&self) -> bool {
+        self.outbox_dirty.replace(false)
     }
 
     /// Stored chunk rows (tests observe that deletes and expiry free them).
@@ -125,8 +144,9 @@ impl SqlStore {
             .sql
             .exec(
                 "SELECT stream_id, content_type, tail, closed, closed_by_id, closed_by_epoch, closed_by_seq, \
-                 ttl_secs, expires_at_ms, expires_at_text, created_ms, last_access_ms, last_stream_seq \
-                 FROM meta WHERE id = 1",
+                 ttl_secs, expires_at_ms, expires_at_text, created_ms, last_access_ms, last_stream_seq, \
+                 fork_source, fork_source_id, fork_offset, fork_offset_given, fork_sub_offset, fork_point, \
+                 fork_expiry_inherited, soft_deleted FROM meta WHERE id = 1",
                 None,
             )?
             .raw()
@@ -164,6 +184,21 @@ impl SqlStore {
             created_ms: uint(col(10), "created")?,
             last_access_ms: uint(col(11), "last access")?,
             last_stream_seq: opt_text(col(12)).and_then(|s| StreamSeq::parse(&s).ok()),
+            fork: match opt_text(col(13)) {
+                None => None,
+                Some(source) => Some(ForkLink {
+                    source,
+                    source_id: opt_text(col(14)).ok_or_else(|| corrupt("fork source id"))?,
+                    offset: Offset::new(uint(col(15), "fork offset")?)
+                        .ok_or_else(|| corrupt("fork offset"))?,
+                    offset_given: uint(col(16), "fork offset given")? != 0,
+                    sub_offset: uint(col(17), "fork sub-offset")?,
+                    point: Offset::new(uint(col(18), "fork point")?)
+                        .ok_or_else(|| corrupt("fork point"))?,
+                    expiry_inherited: uint(col(19), "fork expiry")? != 0,
+                }),
+            },
+            soft_deleted: uint(col(20), "soft deleted")? != 0,
         })
     }
 }
@@ -178,10 +213,13 @@ fn write_meta(sql: &SqlStorage, m: &StreamMeta) -> worker::Result<()> {
         Some(p) => (V::String(p.id.clone()), sql_int(p.epoch), sql_int(p.seq)),
         None => (V::Null, V::Null, V::Null),
     };
+    let fork = |f: fn(&ForkLink) -> V| m.fork.as_ref().map_or(V::Null, f);
     sql.exec(
         "INSERT OR REPLACE INTO meta (id, stream_id, content_type, tail, closed, closed_by_id, closed_by_epoch, \
-         closed_by_seq, ttl_secs, expires_at_ms, expires_at_text, created_ms, last_access_ms, last_stream_seq) \
-         VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         closed_by_seq, ttl_secs, expires_at_ms, expires_at_text, created_ms, last_access_ms, last_stream_seq, \
+         fork_source, fork_source_id, fork_offset, fork_offset_given, fork_sub_offset, fork_point, \
+         fork_expiry_inherited, soft_deleted) \
+         VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         vec![
             V::String(m.stream_id.clone()),
             V::String(m.content_type.as_str().to_string()),
@@ -198,6 +236,14 @@ fn write_meta(sql: &SqlStorage, m: &StreamMeta) -> worker::Result<()> {
             m.last_stream_seq
                 .as_ref()
                 .map_or(V::Null, |s| V::String(s.as_str().to_string())),
+            fork(|f| V::String(f.source.clone())),
+            fork(|f| V::String(f.source_id.clone())),
+            fork(|f| sql_int(f.offset.position())),
+            fork(|f| V::Integer(i64::from(f.offset_given))),
+            fork(|f| sql_int(f.sub_offset)),
+            fork(|f| sql_int(f.point.position())),
+            fork(|f| V::Integer(i64::from(f.expiry_inherited))),
+            V::Integer(i64::from(m.soft_deleted)),
         ],
     )?;
     Ok(())
@@ -206,7 +252,8 @@ fn write_meta(sql: &SqlStorage, m: &StreamMeta) -> worker::Result<()> {
 fn write_chunks(sql: &SqlStorage, chunks: Vec<Chunk>) -> worker::Result<()> {
     for c in chunks {
         let flags = if c.head_boundary { HEAD_BOUNDARY } else { 0 }
-            | if c.tail_boundary { TAIL_BOUNDARY } else { 0 };
+            | if c.tail_boundary { TAIL_BOUNDARY } else { 0 }
+            | if c.append_end { APPEND_END } else { 0 };
         sql.exec(
             "INSERT INTO chunks (start, data, flags) VALUES (?, ?, ?)",
             vec![sql_int(c.start), V::Blob(c.data), V::Integer(flags)],
@@ -226,12 +273,45 @@ fn clear(sql: &SqlStorage) -> worker::Result<()> {
     Ok(())
 }
 
+fn send(sql: &SqlStorage, out: &Outgoing) -> worker::Result<()> {
+    let kind = match out.kind {
+        OutgoingKind::Intent => "intent",
+        OutgoingKind::Release => "release",
+    };
+    sql.exec(
+        "INSERT OR REPLACE INTO outbox (fork_id, source, kind, due_ms) VALUES (?, ?, ?, ?)",
+        vec![
+            V::String(out.fork_id.clone()),
+            V::String(out.source.clone()),
+            V::String(kind.into()),
+            sql_int(out.due_ms),
+        ],
+    )?;
+    Ok(())
+}
+
+fn settle(sql: &SqlStorage, fork_id: String) -> worker::Result<()> {
+    sql.exec(
+        "DELETE FROM outbox WHERE fork_id = ?",
+        vec![V::String(fork_id)],
+    )?;
+    Ok(())
+}
+
 fn apply(sql: &SqlStorage, commit: Commit) -> worker::Result<()> {
     match commit {
-        Commit::Create { meta, chunks } => {
+        Commit::Create {
+            meta,
+            chunks,
+            settle: done,
+        } => {
             clear(sql)?;
             write_meta(sql, &meta)?;
-            write_chunks(sql, chunks)
+            write_chunks(sql, chunks)?;
+            match done {
+                Some(id) => settle(sql, id),
+                None => Ok(()),
+            }
         }
         Commit::Append {
             meta,
@@ -247,7 +327,30 @@ fn apply(sql: &SqlStorage, commit: Commit) -> worker::Result<()> {
             }
             write_meta(sql, &meta)
         }
-        Commit::Delete => clear(sql),
+        Commit::Delete { release } => {
+            clear(sql)?;
+            match release {
+                Some(out) => send(sql, &out),
+                None => Ok(()),
+            }
+        }
+        Commit::SoftDelete { meta } => write_meta(sql, &meta),
+        Commit::AddRef { fork_path, fork_id } => {
+            sql.exec(
+                "INSERT OR IGNORE INTO fork_refs (fork_id, fork_path) VALUES (?, ?)",
+                vec![V::String(fork_id), V::String(fork_path)],
+            )?;
+            Ok(())
+        }
+        Commit::RemoveRef { fork_id } => {
+            sql.exec(
+                "DELETE FROM fork_refs WHERE fork_id = ?",
+                vec![V::String(fork_id)],
+            )?;
+            Ok(())
+        }
+        Commit::Send(out) => send(sql, &out),
+        Commit::Settle { fork_id } => settle(sql, fork_id),
     }
 }
 
@@ -325,6 +428,7 @@ impl Store for SqlStore {
                 data,
                 head_boundary: flags & HEAD_BOUNDARY != 0,
                 tail_boundary: flags & TAIL_BOUNDARY != 0,
+                append_end: flags & APPEND_END != 0,
             };
             if visit(chunk).is_break() {
                 break;
@@ -333,17 +437,61 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    fn refs(&self) -> worker::Result<u64> {
+        let rows: Vec<Vec<V>> = self
+            .sql
+            .exec("SELECT COUNT(*) FROM fork_refs", None)?
+            .raw()
+            .collect::<worker::Result<_>>()?;
+        uint(rows.first().and_then(|r| r.first()), "count")
+    }
+
+    fn outbox(&self) -> worker::Result<Vec<Outgoing>> {
+        let rows: Vec<Vec<V>> = self
+            .sql
+            .exec(
+                "SELECT fork_id, source, kind, due_ms FROM outbox ORDER BY due_ms",
+                None,
+            )?
+            .raw()
+            .collect::<worker::Result<_>>()?;
+        rows.iter()
+            .map(|r| {
+                Ok(Outgoing {
+                    fork_id: opt_text(r.first()).ok_or_else(|| corrupt("outbox id"))?,
+                    source: opt_text(r.get(1)).ok_or_else(|| corrupt("outbox source"))?,
+                    kind: match opt_text(r.get(2)).as_deref() {
+                        Some("intent") => OutgoingKind::Intent,
+                        _ => OutgoingKind::Release,
+                    },
+                    due_ms: uint(r.get(3), "outbox due")?,
+                })
+            })
+            .collect()
+    }
+
     fn commit(&self, commit: Commit) -> worker::Result<()> {
+        // The metadata after the commit, when it changes it.
         let after = match &commit {
-            Commit::Create { meta, .. } | Commit::Append { meta, .. } => Some(meta.clone()),
-            Commit::Delete => None,
+            Commit::Create { meta, .. }
+            | Commit::Append { meta, .. }
+            | Commit::SoftDelete { meta } => Some(Some(meta.clone())),
+            Commit::Delete { .. } => Some(None),
+            _ => None,
         };
+        if matches!(
+            &commit,
+            Commit::Send(_) | Commit::Delete { release: Some(_) }
+        ) {
+            self.outbox_dirty.set(true);
+        }
         let sql = self.sql.clone();
         let result = transaction_sync(&self.storage, move || apply(&sql, commit));
-        *self.meta.borrow_mut() = match result {
-            Ok(()) => Cached::Known(after),
-            Err(_) => Cached::Unknown,
-        };
+        match (&result, after) {
+            (Ok(()), Some(m)) => *self.meta.borrow_mut() = Cached::Known(m),
+            (Ok(()), None) => {}
+            (Err(_), _) => *self.meta.borrow_mut() = Cached::Unknown,
+        }
         result
     }
 }

@@ -20,6 +20,11 @@ pub struct Config {
     pub cursor_interval_s: u64,
     /// Largest stored row (the SQLite row limit is 2 MB).
     pub row_bytes: u64,
+    /// How long a fork creation may take before its object gives up on it
+    /// and releases the source's reference (`cloudflare/forks.rs`).
+    pub fork_grace_ms: u64,
+    /// How soon an undelivered message between objects is retried.
+    pub fork_retry_ms: u64,
 }
 
 impl Default for Config {
@@ -32,12 +37,14 @@ impl Default for Config {
             max_read_chunk_bytes: 4 * 1024 * 1024,
             cursor_interval_s: 20,
             row_bytes: 1024 * 1024,
+            fork_grace_ms: 30_000,
+            fork_retry_ms: 5_000,
         }
     }
 }
 
 /// Variable names, as set in wrangler.toml `[vars]` or the environment.
-pub const VARS: [&str; 7] = [
+pub const VARS: [&str; 9] = [
     "LONG_POLL_TIMEOUT_MS",
     "SSE_MAX_LIFETIME_MS",
     "SSE_KEEPALIVE_MS",
@@ -45,6 +52,8 @@ pub const VARS: [&str; 7] = [
     "MAX_READ_CHUNK_BYTES",
     "CURSOR_INTERVAL_S",
     "ROW_BYTES",
+    "FORK_GRACE_MS",
+    "FORK_RETRY_MS",
 ];
 
 /// Largest row we ever write: under the 2 MB SQLite row limit.
@@ -70,6 +79,8 @@ impl Config {
             max_read_chunk_bytes: get(VARS[4], d.max_read_chunk_bytes),
             cursor_interval_s: get(VARS[5], d.cursor_interval_s),
             row_bytes: get(VARS[6], d.row_bytes).min(MAX_ROW_BYTES),
+            fork_grace_ms: get(VARS[7], d.fork_grace_ms),
+            fork_retry_ms: get(VARS[8], d.fork_retry_ms),
         }
     }
 }

@@ -1,17 +1,21 @@
-//! PUT: create a stream, or confirm an identical one (PROTOCOL.md §5.1).
+//! PUT: create a stream or a fork, or confirm an identical one (PROTOCOL.md
+//! §5.1, §4.2).
 //!
-//! Order: headers parse (content type, TTL/Expires-At, closed flag; 400s),
-//! then the size limit (413), then, for an existing stream, the idempotency
-//! comparison (content type by essence, the same expiry policy, the same
-//! closure status: 200 or 409; the body is never appended on 200), else the
-//! new stream with its initial body (JSON-validated, `[]` allowed) → 201.
+//! Order: headers parse (content type, TTL/Expires-At, closed flag, fork
+//! headers; 400s), then the size limit (413), then, for an existing stream,
+//! the idempotency comparison (content type by essence, the same expiry
+//! policy, the same closure status, the same fork configuration: 200 or
+//! 409; a soft-deleted path is 409; the body is never appended on 200).
+//! A new plain stream is created here (201); a new fork first needs its
+//! source's answer ([`super::fork::Acquired`]), then [`finish_fork`].
 
 use super::body::{advance, check_size, chunks_for};
 use super::decision::Decision;
+use super::fork::{inherit_expiry, Acquired, ForkInput};
 use super::request::Request;
 use super::response::Response;
 use super::service::Ctx;
-use super::state::StreamMeta;
+use super::state::{ForkLink, StreamMeta};
 use super::store::Commit;
 use crate::protocol::content_type::ContentType;
 use crate::protocol::error::ProtocolError;
@@ -23,36 +27,60 @@ use crate::protocol::offset::Offset;
 /// A parsed PUT.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateInput<'a> {
-    pub content_type: ContentType,
+    /// As sent; `None` means the default, or for a fork the source's.
+    pub content_type: Option<ContentType>,
     pub expiry: Expiry,
     pub closed: bool,
+    pub fork: Option<ForkInput>,
     pub body: &'a [u8],
 }
 
 impl<'a> CreateInput<'a> {
     pub fn parse(req: &'a Request, ctx: &Ctx) -> Result<CreateInput<'a>, ProtocolError> {
         let content_type = match req.header(h::CONTENT_TYPE).map(str::trim) {
-            None | Some("") => ContentType::default_type(),
-            Some(v) => ContentType::parse(v)?,
+            None | Some("") => None,
+            Some(v) => Some(ContentType::parse(v)?),
         };
-        if req.header(h::STREAM_FORKED_FROM).is_some() {
-            // Forks arrive with the fork issue; until then refuse them plainly
-            // rather than create a stream that is not a fork.
-            return Err(crate::protocol::error::Invalid::ForkSource.into());
-        }
         let expiry =
             Expiry::from_headers(req.header(h::STREAM_TTL), req.header(h::STREAM_EXPIRES_AT))?;
+        let fork = ForkInput::from_headers(
+            req.header(h::STREAM_FORKED_FROM),
+            req.header(h::STREAM_FORK_OFFSET),
+            req.header(h::STREAM_FORK_SUB_OFFSET),
+        )?;
         check_size(&req.body, ctx.config.max_append_bytes)?;
         Ok(CreateInput {
             content_type,
             expiry,
             closed: req.stream_closed(),
+            fork,
             body: &req.body,
         })
     }
+
+    /// Whether `meta` is the stream this PUT would create.
+    fn matches(&self, meta: &StreamMeta) -> bool {
+        let fork_ok = match (&self.fork, &meta.fork) {
+            (None, None) => true,
+            (Some(input), Some(link)) => input.matches(link),
+            _ => false,
+        };
+        let ct_ok = match (&self.content_type, &self.fork) {
+            (Some(ct), _) => ct.matches(&meta.content_type),
+            (None, Some(_)) => true,
+            (None, None) => ContentType::default_type().matches(&meta.content_type),
+        };
+        let inherited = meta.fork.as_ref().is_some_and(|l| l.expiry_inherited);
+        let expiry_ok = if inherited && self.expiry == Expiry::Never {
+            true
+        } else {
+            !inherited && meta.expiry.same_policy(&self.expiry)
+        };
+        fork_ok && ct_ok && expiry_ok && meta.closed == self.closed
+    }
 }
 
-/// The headers a PUT answers with, 200 or 201.
+/// The headers a PUT answers with, 200 or 201 (fork headers are not echoed).
 fn described(status: u16, meta: &StreamMeta) -> Response {
     let r = Response::new(status)
         .header(h::CONTENT_TYPE, meta.content_type.as_str())
@@ -64,40 +92,109 @@ fn described(status: u16, meta: &StreamMeta) -> Response {
     }
 }
 
-pub fn decide(
-    existing: Option<&StreamMeta>,
-    input: CreateInput<'_>,
+/// An existing stream at the path: 200 if it is this one, else 409.
+pub fn confirm(meta: &StreamMeta, input: &CreateInput<'_>) -> Result<Decision, ProtocolError> {
+    if meta.soft_deleted || !input.matches(meta) {
+        return Err(ProtocolError::ConfigMismatch);
+    }
+    Ok(Decision::reply(described(200, meta)))
+}
+
+fn new_stream(
+    meta: StreamMeta,
+    input: &CreateInput<'_>,
     url: &str,
     ctx: &Ctx,
+    settle: Option<String>,
 ) -> Result<Decision, ProtocolError> {
-    if let Some(meta) = existing {
-        let same = meta.content_type.matches(&input.content_type)
-            && meta.expiry.same_policy(&input.expiry)
-            && meta.closed == input.closed;
-        return if same {
-            Ok(Decision::reply(described(200, meta)))
-        } else {
-            Err(ProtocolError::ConfigMismatch)
-        };
-    }
+    let start = meta.tail;
     let (chunks, len) = chunks_for(
-        &input.content_type,
+        &meta.content_type,
         input.body,
         JsonBody::Create,
-        0,
+        start.position(),
         ctx.config.row_bytes,
     )?;
     let meta = StreamMeta {
+        tail: advance(start, len)?,
+        ..meta
+    };
+    let response = described(201, &meta).header(h::LOCATION, url);
+    Ok(Decision::write(
+        Commit::Create {
+            meta,
+            chunks,
+            settle,
+        },
+        response,
+    ))
+}
+
+fn base_meta(
+    ctx: &Ctx,
+    content_type: ContentType,
+    expiry: Expiry,
+    closed: bool,
+    tail: Offset,
+) -> StreamMeta {
+    StreamMeta {
         stream_id: ctx.new_stream_id.to_string(),
-        content_type: input.content_type,
-        tail: advance(Offset::ZERO, len)?,
-        closed: input.closed,
+        content_type,
+        tail,
+        closed,
         closed_by: None,
-        expiry: input.expiry,
+        expiry,
         created_ms: ctx.now_ms,
         last_access_ms: ctx.now_ms,
         last_stream_seq: None,
+        fork: None,
+        soft_deleted: false,
+    }
+}
+
+/// A new plain stream (no fork headers): 201.
+pub fn create_plain(
+    input: &CreateInput<'_>,
+    url: &str,
+    ctx: &Ctx,
+) -> Result<Decision, ProtocolError> {
+    let ct = input
+        .content_type
+        .clone()
+        .unwrap_or_else(ContentType::default_type);
+    let meta = base_meta(ctx, ct, input.expiry.clone(), input.closed, Offset::ZERO);
+    new_stream(meta, input, url, ctx, None)
+}
+
+/// A new fork, once its source has answered: the fork starts open at the
+/// divergence point with the source's content type and, unless it asked for
+/// its own, the source's expiry (§4.2); its initial body is its first own
+/// data. Settles the creation intent `ctx.new_stream_id` in the same commit.
+pub fn finish_fork(
+    input: &CreateInput<'_>,
+    acquired: &Acquired,
+    url: &str,
+    ctx: &Ctx,
+) -> Result<Decision, ProtocolError> {
+    let Some(fork) = &input.fork else {
+        return Err(ProtocolError::ConfigMismatch);
     };
-    let response = described(201, &meta).header(h::LOCATION, url);
-    Ok(Decision::write(Commit::Create { meta, chunks }, response))
+    let (expiry, expiry_inherited) = inherit_expiry(input.expiry.clone(), &acquired.expiry);
+    let mut meta = base_meta(
+        ctx,
+        acquired.content_type.clone(),
+        expiry,
+        input.closed,
+        acquired.point,
+    );
+    meta.fork = Some(ForkLink {
+        source: fork.source.as_str().to_string(),
+        source_id: acquired.source_id.clone(),
+        offset: acquired.offset,
+        offset_given: fork.offset.is_some(),
+        sub_offset: fork.sub_offset,
+        point: acquired.point,
+        expiry_inherited,
+    });
+    new_stream(meta, input, url, ctx, Some(ctx.new_stream_id.to_string()))
 }

@@ -3,7 +3,7 @@
 //! calls back here when the stream changes, a timer fires, or a deadline
 //! passes; a spurious call just answers "wait" again.
 
-use super::failure::{Failure, StoreResult};
+use super::failure::Failure;
 use super::read::{closed_at, read_range, render_body, Slice};
 use super::response::Response;
 use super::service::{current_meta, touch, Ctx};
@@ -112,19 +112,6 @@ pub fn poll<S: Store>(
     Ok(PollStep::Wait(wait))
 }
 
-/// A parked long-poll's next look, after a wake-up or its deadline.
-pub fn resume_poll<S: Store>(
-    store: &S,
-    wait: LongPoll,
-    ctx: &Ctx,
-) -> Result<PollStep, Failure<S::Error>> {
-    let meta = current_meta(store, ctx.now_ms).store()?;
-    if let Some(m) = &meta {
-        touch(store, m, ctx.now_ms)?;
-    }
-    poll(store, meta.as_ref(), wait, ctx)
-}
-
 // ---------------------------------------------------------------------------
 // SSE (§5.8).
 
@@ -146,6 +133,8 @@ pub enum SseStep {
     Wait,
     /// The stream is gone (deleted or expired): end the connection.
     End,
+    /// Fetch the source's chunks of `[from, to)`, then step again with them.
+    NeedInherited { source: String, from: u64, to: u64 },
 }
 
 /// The response head of an SSE connection.

@@ -2,21 +2,28 @@
 //! expiry check of §5.1), decide, persist in one commit, render. Generic over
 //! [`Store`], so the Durable Object runs it on SQLite and host tests run the
 //! very same code on [`super::store::MemStore`].
+//!
+//! A fork's reads may need chunks of its source's range: the service then
+//! answers [`Action::NeedInherited`]; the adapter fetches them and calls
+//! again with them. A new fork answers [`Action::Fork`]: the adapter asks the
+//! source, then calls [`finish_fork`].
 
 use super::append::{self, AppendInput};
 use super::config::Config;
 use super::create::{self, CreateInput};
 use super::decision::Decision;
 use super::failure::{Failure, StoreResult};
-use super::live::{self, LongPoll, PollStep, SseState};
+use super::fork::{self, reading, Acquire, Acquired};
+use super::live::{self, LongPoll, PollStep, SseState, SseStep};
 use super::read;
 use super::request::{Method, Request};
 use super::response::Response;
-use super::state::StreamMeta;
-use super::store::{Commit, Store};
+use super::state::{Chunk, StreamMeta};
+use super::store::{Commit, Outgoing, OutgoingKind, Store};
 use crate::protocol::error::ProtocolError;
 use crate::protocol::headers as h;
 use crate::protocol::offset::{Offset, OffsetParam};
+use crate::protocol::path::StreamPath;
 use crate::protocol::query::{Live, ReadQuery};
 
 /// Per-request values from outside the engine.
@@ -41,6 +48,11 @@ pub enum Action {
     LongPoll(LongPoll),
     /// Send `head`, then stream [`sse_next`]'s events.
     Sse { head: Response, state: SseState },
+    /// Fetch the source's chunks of `[from, to)` and call again with them.
+    NeedInherited { source: String, from: u64, to: u64 },
+    /// Ask the source (`acquire.fork_path`'s source) for a reference, then
+    /// call [`finish_fork`] with its answer.
+    Fork { source: String, acquire: Acquire },
 }
 
 /// An action, plus the effects the adapter owes.
@@ -54,30 +66,52 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn respond(response: Response) -> Outcome {
+    fn act(action: Action) -> Outcome {
         Outcome {
-            action: Action::Respond(response),
+            action,
             alarm: None,
             notify: false,
         }
     }
+
+    fn respond(response: Response) -> Outcome {
+        Outcome::act(Action::Respond(response))
+    }
 }
 
 /// The stream's metadata, or `None` when absent or expired. An expired
-/// stream's storage is freed on the spot, so a re-create starts clean.
+/// stream is retired on the spot (soft-deleted while forks reference it,
+/// else dropped), so a re-create starts clean.
 pub fn current_meta<S: Store>(store: &S, now_ms: u64) -> Result<Option<StreamMeta>, S::Error> {
     match store.meta()? {
-        Some(m) if m.is_expired(now_ms) => {
-            store.commit(Commit::Delete)?;
-            Ok(None)
+        Some(m) if !m.soft_deleted && m.is_expired(now_ms) => {
+            let commit = fork::retire(&m, store.refs()?, now_ms);
+            let kept = match &commit {
+                Commit::SoftDelete { meta } => Some(meta.clone()),
+                _ => None,
+            };
+            store.commit(commit)?;
+            Ok(kept)
         }
         other => Ok(other),
     }
 }
 
-/// Handles one request for the stream behind `store`.
-pub fn handle<S: Store>(store: &S, req: &Request, ctx: &Ctx) -> Result<Outcome, S::Error> {
-    match dispatch(store, req, ctx) {
+/// The stream a client may use: 404 when absent, 410 when soft-deleted.
+fn public_meta<S: Store>(store: &S, now_ms: u64) -> Result<StreamMeta, Failure<S::Error>> {
+    let meta = current_meta(store, now_ms)
+        .store()?
+        .ok_or(ProtocolError::NotFound)?;
+    if meta.soft_deleted {
+        return Err(ProtocolError::Gone.into());
+    }
+    Ok(meta)
+}
+
+/// Renders an outcome's responses with the common headers, and protocol
+/// errors as error responses.
+fn render<E>(result: Result<Outcome, Failure<E>>) -> Result<Outcome, E> {
+    match result {
         Ok(mut o) => {
             o.action = match o.action {
                 Action::Respond(r) => Action::Respond(r.finish()),
@@ -85,7 +119,7 @@ pub fn handle<S: Store>(store: &S, req: &Request, ctx: &Ctx) -> Result<Outcome, 
                     head: head.finish(),
                     state,
                 },
-                wait @ Action::LongPoll(_) => wait,
+                other => other,
             };
             Ok(o)
         }
@@ -94,23 +128,36 @@ pub fn handle<S: Store>(store: &S, req: &Request, ctx: &Ctx) -> Result<Outcome, 
     }
 }
 
-fn dispatch<S: Store>(store: &S, req: &Request, ctx: &Ctx) -> Result<Outcome, Failure<S::Error>> {
+/// Handles one client request for the stream behind `store`. `inherited`
+/// holds source chunks fetched after an [`Action::NeedInherited`] (else empty).
+pub fn handle<S: Store>(
+    store: &S,
+    req: &Request,
+    ctx: &Ctx,
+    inherited: &[Chunk],
+) -> Result<Outcome, S::Error> {
+    render(dispatch(store, req, ctx, inherited))
+}
+
+fn dispatch<S: Store>(
+    store: &S,
+    req: &Request,
+    ctx: &Ctx,
+    inherited: &[Chunk],
+) -> Result<Outcome, Failure<S::Error>> {
     match req.method {
         Method::Options => Ok(Outcome::respond(Response::preflight())),
         Method::Put => put(store, req, ctx),
         Method::Post => post(store, req, ctx),
-        Method::Get => get(store, req, ctx),
-        Method::Head => {
-            let meta = current_meta(store, ctx.now_ms)
-                .store()?
-                .ok_or(ProtocolError::NotFound)?;
-            Ok(Outcome::respond(read::head(&meta)))
-        }
+        Method::Get => get(store, req, ctx, inherited),
+        Method::Head => Ok(Outcome::respond(read::head(&public_meta(
+            store, ctx.now_ms,
+        )?))),
         Method::Delete => {
-            current_meta(store, ctx.now_ms)
-                .store()?
-                .ok_or(ProtocolError::NotFound)?;
-            store.commit(Commit::Delete).store()?;
+            let meta = public_meta(store, ctx.now_ms)?;
+            store
+                .commit(fork::retire(&meta, store.refs().store()?, ctx.now_ms))
+                .store()?;
             let mut o = Outcome::respond(Response::new(204));
             o.notify = true;
             Ok(o)
@@ -121,20 +168,109 @@ fn dispatch<S: Store>(store: &S, req: &Request, ctx: &Ctx) -> Result<Outcome, Fa
 
 fn put<S: Store>(store: &S, req: &Request, ctx: &Ctx) -> Result<Outcome, Failure<S::Error>> {
     let input = CreateInput::parse(req, ctx)?;
-    let existing = current_meta(store, ctx.now_ms).store()?;
-    let decision = create::decide(existing.as_ref(), input, &req.url, ctx)?;
-    let alarm = match decision.commit.as_deref() {
+    if let Some(existing) = current_meta(store, ctx.now_ms).store()? {
+        return apply(store, create::confirm(&existing, &input)?, None);
+    }
+    if let Some(f) = &input.fork {
+        let fork_path = StreamPath::from_url_path(url_path(&req.url))?
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_default();
+        let acquire = Acquire {
+            fork_path,
+            fork_id: ctx.new_stream_id.to_string(),
+            offset: f.offset,
+            sub_offset: f.sub_offset,
+            content_type: input.content_type.clone(),
+        };
+        return Ok(Outcome::act(Action::Fork {
+            source: f.source.as_str().to_string(),
+            acquire,
+        }));
+    }
+    let decision = create::create_plain(&input, &req.url, ctx)?;
+    let alarm = created_deadline(&decision);
+    apply(store, decision, alarm)
+}
+
+fn url_path(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.find('/').map_or("/", |i| rest.get(i..).unwrap_or("/"))
+}
+
+fn created_deadline(decision: &Decision) -> Option<u64> {
+    match decision.commit.as_deref() {
         Some(Commit::Create { meta, .. }) => meta.deadline(),
         _ => None,
-    };
-    apply(store, decision, alarm)
+    }
+}
+
+/// The creation intent a fork records before asking its source: released at
+/// the source by the alarm unless the fork commits first.
+pub fn fork_intent(source: &str, fork_id: &str, due_ms: u64) -> Commit {
+    Commit::Send(Outgoing {
+        fork_id: fork_id.to_string(),
+        source: source.to_string(),
+        kind: OutgoingKind::Intent,
+        due_ms,
+    })
+}
+
+/// Completes a fork once the source has recorded its reference. Returns the
+/// outcome and whether the fork was committed; when it was not, the adapter
+/// must release the reference (see [`abandon_fork`]).
+pub fn finish_fork<S: Store>(
+    store: &S,
+    req: &Request,
+    ctx: &Ctx,
+    acquired: &Acquired,
+) -> Result<(Outcome, bool), S::Error> {
+    let result = (|| -> Result<(Outcome, bool), Failure<S::Error>> {
+        let input = CreateInput::parse(req, ctx)?;
+        if let Some(existing) = current_meta(store, ctx.now_ms).store()? {
+            // Another PUT created the stream while we asked the source.
+            return Ok((
+                apply(store, create::confirm(&existing, &input)?, None)?,
+                false,
+            ));
+        }
+        let still_pending = store
+            .outbox()
+            .store()?
+            .iter()
+            .any(|o| o.fork_id == ctx.new_stream_id && o.kind == OutgoingKind::Intent);
+        if !still_pending {
+            // The alarm gave up on this creation and released the reference.
+            return Err(ProtocolError::Unavailable.into());
+        }
+        let decision = create::finish_fork(&input, acquired, &req.url, ctx)?;
+        let alarm = created_deadline(&decision);
+        Ok((apply(store, decision, alarm)?, true))
+    })();
+    match result {
+        Ok((o, committed)) => Ok((render(Ok(o))?, committed)),
+        Err(e) => Ok((render(Err(e))?, false)),
+    }
+}
+
+/// A fork creation that will not commit: turn its intent into a release due
+/// now, so the source's reference is dropped.
+pub fn abandon_fork<S: Store>(
+    store: &S,
+    source: &str,
+    fork_id: &str,
+    now_ms: u64,
+) -> Result<(), S::Error> {
+    store.commit(Commit::Send(Outgoing {
+        fork_id: fork_id.to_string(),
+        source: source.to_string(),
+        kind: OutgoingKind::Release,
+        due_ms: now_ms,
+    }))
 }
 
 fn post<S: Store>(store: &S, req: &Request, ctx: &Ctx) -> Result<Outcome, Failure<S::Error>> {
     let input = AppendInput::parse(req, ctx)?;
-    let meta = current_meta(store, ctx.now_ms)
-        .store()?
-        .ok_or(ProtocolError::NotFound)?;
+    let meta = public_meta(store, ctx.now_ms)?;
     let producer_state = match &input.producer {
         Some(p) => store.producer(&p.id).store()?,
         None => None,
@@ -177,30 +313,40 @@ pub fn touch<S: Store>(store: &S, meta: &StreamMeta, now_ms: u64) -> Result<(), 
     Ok(())
 }
 
-fn get<S: Store>(store: &S, req: &Request, ctx: &Ctx) -> Result<Outcome, Failure<S::Error>> {
-    let meta = current_meta(store, ctx.now_ms)
-        .store()?
-        .ok_or(ProtocolError::NotFound)?;
+/// `Some(NeedInherited)` when a read of `meta` from `from` needs source
+/// chunks that `inherited` does not hold.
+fn need(meta: &StreamMeta, from: Offset, inherited: &[Chunk]) -> Option<Action> {
+    let (from, to) = fork::missing(meta, from, inherited)?;
+    let source = meta.fork.as_ref()?.source.clone();
+    Some(Action::NeedInherited { source, from, to })
+}
+
+fn get<S: Store>(
+    store: &S,
+    req: &Request,
+    ctx: &Ctx,
+    inherited: &[Chunk],
+) -> Result<Outcome, Failure<S::Error>> {
+    let meta = public_meta(store, ctx.now_ms)?;
     let query = ReadQuery::parse(&req.query)?;
-    touch(store, &meta, ctx.now_ms)?;
     let param = query.offset.unwrap_or(OffsetParam::Start);
+    let start = match param {
+        OffsetParam::Now => meta.tail,
+        OffsetParam::Start => Offset::ZERO,
+        OffsetParam::At(o) => o,
+    };
+    if start <= meta.tail {
+        if let Some(action) = need(&meta, start, inherited) {
+            return Ok(Outcome::act(action));
+        }
+    }
+    touch(store, &meta, ctx.now_ms)?;
+    let view = reading(store, &meta, inherited);
+    let cap = ctx.config.max_read_chunk_bytes;
     let action = match query.live {
         Live::CatchUp => Action::Respond(match param {
             OffsetParam::Now => read::at_now(&meta),
-            OffsetParam::Start => read::catch_up(
-                store,
-                &meta,
-                Offset::ZERO,
-                req.header(h::IF_NONE_MATCH),
-                ctx.config.max_read_chunk_bytes,
-            )?,
-            OffsetParam::At(o) => read::catch_up(
-                store,
-                &meta,
-                o,
-                req.header(h::IF_NONE_MATCH),
-                ctx.config.max_read_chunk_bytes,
-            )?,
+            _ => read::catch_up(&view, &meta, start, req.header(h::IF_NONE_MATCH), cap)?,
         }),
         Live::LongPoll => {
             let wait = LongPoll {
@@ -209,14 +355,14 @@ fn get<S: Store>(store: &S, req: &Request, ctx: &Ctx) -> Result<Outcome, Failure
                 cursor: query.cursor,
                 from_start: param == OffsetParam::Start,
             };
-            match live::poll(store, Some(&meta), wait, ctx)? {
+            match live::poll(&view, Some(&meta), wait, ctx)? {
                 PollStep::Respond(r) => Action::Respond(r),
                 PollStep::Wait(w) => Action::LongPoll(w),
             }
         }
         Live::Sse => {
             let offset = live::start_offset(&meta, param)?;
-            read::check_start(store, &meta, offset)?;
+            read::check_start(&view, &meta, offset)?;
             Action::Sse {
                 head: live::sse_head(&meta),
                 state: SseState {
@@ -227,20 +373,29 @@ fn get<S: Store>(store: &S, req: &Request, ctx: &Ctx) -> Result<Outcome, Failure
             }
         }
     };
-    Ok(Outcome {
-        action,
-        alarm: None,
-        notify: false,
-    })
+    Ok(Outcome::act(action))
 }
 
-/// A parked long-poll's next step: a response (finished), or wait again.
+/// A parked long-poll's next step: a response (finished), wait again, or
+/// fetch inherited chunks first.
 pub fn resume_long_poll<S: Store>(
     store: &S,
     wait: LongPoll,
     ctx: &Ctx,
+    inherited: &[Chunk],
 ) -> Result<Action, S::Error> {
-    match live::resume_poll(store, wait, ctx) {
+    let meta = current_meta(store, ctx.now_ms)?.filter(|m| !m.soft_deleted);
+    if let Some(m) = &meta {
+        if let Some(action) = need(m, wait.offset, inherited) {
+            return Ok(action);
+        }
+    }
+    let result = match &meta {
+        Some(m) => touch(store, m, ctx.now_ms)
+            .and_then(|()| live::poll(&reading(store, m, inherited), meta.as_ref(), wait, ctx)),
+        None => live::poll(store, None, wait, ctx),
+    };
+    match result {
         Ok(PollStep::Respond(r)) => Ok(Action::Respond(r.finish())),
         Ok(PollStep::Wait(w)) => Ok(Action::LongPoll(w)),
         Err(Failure::Protocol(e)) => Ok(Action::Respond(Response::error(&e))),
@@ -254,11 +409,106 @@ pub fn sse_next<S: Store>(
     state: &mut SseState,
     ctx: &Ctx,
     keepalive: bool,
-) -> Result<live::SseStep, S::Error> {
-    live::sse_step(store, state, ctx, keepalive)
+    inherited: &[Chunk],
+) -> Result<SseStep, S::Error> {
+    let Some(meta) = current_meta(store, ctx.now_ms)?.filter(|m| !m.soft_deleted) else {
+        return Ok(SseStep::End);
+    };
+    if state.offset < meta.tail {
+        if let Some(Action::NeedInherited { source, from, to }) =
+            need(&meta, state.offset, inherited)
+        {
+            return Ok(SseStep::NeedInherited { source, from, to });
+        }
+    }
+    live::sse_step(&reading(store, &meta, inherited), state, ctx, keepalive)
 }
 
-/// The object's alarm: frees an expired stream, or says when to look again.
+// ---------------------------------------------------------------------------
+// The source's side of the fork protocol (internal requests).
+
+/// An acquire from a fork (§4.2 creation): validate, resolve the point, and
+/// record the reference; or ask for inherited chunks to resolve a sub-offset.
+pub fn acquire<S: Store>(
+    store: &S,
+    req: &Acquire,
+    ctx: &Ctx,
+    inherited: &[Chunk],
+) -> Result<Action, S::Error> {
+    let meta = current_meta(store, ctx.now_ms)?;
+    let mut chunks = Vec::new();
+    if let (Some(m), true) = (&meta, req.sub_offset > 0) {
+        let offset = req.offset.unwrap_or(m.tail);
+        if offset < m.tail && !m.soft_deleted {
+            if let Some(action) = need(m, offset, inherited) {
+                return Ok(action);
+            }
+            chunks = fork::slice_chunks(
+                &reading(store, m, inherited),
+                m,
+                offset.position(),
+                m.tail.position(),
+                u64::MAX,
+            )?;
+        }
+    }
+    match fork::acquire(meta.as_ref(), req, &chunks) {
+        Ok((acquired, commit)) => {
+            store.commit(commit)?;
+            let r = Response::new(200)
+                .header(h::CONTENT_TYPE, "application/json")
+                .body(super::wire::encode_acquired(&acquired));
+            Ok(Action::Respond(r))
+        }
+        Err(e) => Ok(Action::Respond(Response::error(&e))),
+    }
+}
+
+/// Chunks of `[from, to)` for a fork's read (soft-deleted streams still
+/// serve them), or a request for this stream's own inherited chunks.
+pub fn chunks<S: Store>(
+    store: &S,
+    from: u64,
+    to: u64,
+    ctx: &Ctx,
+    inherited: &[Chunk],
+) -> Result<Action, S::Error> {
+    let Some(meta) = current_meta(store, ctx.now_ms)? else {
+        return Ok(Action::Respond(Response::error(&ProtocolError::Gone)));
+    };
+    let Some(start) = Offset::new(from).filter(|o| *o <= meta.tail) else {
+        return Ok(Action::Respond(Response::error(
+            &crate::protocol::error::Invalid::Offset.into(),
+        )));
+    };
+    if let Some(action) = need(&meta, start, inherited) {
+        return Ok(action);
+    }
+    let cap = ctx.config.max_read_chunk_bytes;
+    let found = fork::slice_chunks(&reading(store, &meta, inherited), &meta, from, to, cap)?;
+    Ok(Action::Respond(
+        Response::new(200).body(super::wire::encode_chunks(&found)),
+    ))
+}
+
+/// A fork's release of its reference (idempotent). A soft-deleted stream
+/// whose last reference goes is dropped, and releases its own reference at
+/// its source in turn (the cascade of §4.2).
+pub fn release<S: Store>(store: &S, fork_id: &str, ctx: &Ctx) -> Result<Response, S::Error> {
+    store.commit(Commit::RemoveRef {
+        fork_id: fork_id.to_string(),
+    })?;
+    if let Some(meta) = store.meta()? {
+        if meta.soft_deleted && store.refs()? == 0 {
+            store.commit(fork::retire(&meta, 0, ctx.now_ms))?;
+        }
+    }
+    Ok(Response::new(204))
+}
+
+/// The object's alarm: retires an expired stream, or says when to look again.
 pub fn on_alarm<S: Store>(store: &S, now_ms: u64) -> Result<Option<u64>, S::Error> {
-    Ok(current_meta(store, now_ms)?.and_then(|m| m.deadline()))
+    Ok(current_meta(store, now_ms)?
+        .filter(|m| !m.soft_deleted)
+        .and_then(|m| m.deadline()))
 }

@@ -15,6 +15,28 @@ use crate::protocol::expiry::Expiry;
 use crate::protocol::offset::Offset;
 use crate::protocol::producer::{ProducerTuple, StreamSeq};
 
+/// How a fork refers to its source (PROTOCOL.md §4.2). The fork shares the
+/// source's offset space: positions before `point` are read from the source
+/// (recursively, if the source is a fork too), positions from `point` on are
+/// the fork's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForkLink {
+    /// The source's canonical path.
+    pub source: String,
+    /// The source's `stream_id` when the fork was made.
+    pub source_id: String,
+    /// `Stream-Fork-Offset` as resolved (the source's tail when omitted).
+    pub offset: Offset,
+    /// Whether the client gave `Stream-Fork-Offset` (for idempotent PUTs).
+    pub offset_given: bool,
+    /// `Stream-Fork-Sub-Offset` (0 when omitted).
+    pub sub_offset: u64,
+    /// Where inherited data ends: `offset` refined by the sub-offset.
+    pub point: Offset,
+    /// The expiry came from the source, not from the request.
+    pub expiry_inherited: bool,
+}
+
 /// The single metadata row of a stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamMeta {
@@ -31,9 +53,18 @@ pub struct StreamMeta {
     /// Last read or write, for the sliding TTL.
     pub last_access_ms: u64,
     pub last_stream_seq: Option<StreamSeq>,
+    /// Set when the stream is a fork.
+    pub fork: Option<ForkLink>,
+    /// Deleted while forks still read its data (§4.2): 410 to clients.
+    pub soft_deleted: bool,
 }
 
 impl StreamMeta {
+    /// Where the stream's own chunks begin: 0, or a fork's point.
+    pub fn own_start(&self) -> Offset {
+        self.fork.as_ref().map_or(Offset::ZERO, |f| f.point)
+    }
+
     /// When the stream expires, if it can.
     pub fn deadline(&self) -> Option<u64> {
         self.expiry.deadline(self.last_access_ms)
@@ -63,6 +94,9 @@ pub struct Chunk {
     pub data: Vec<u8>,
     pub head_boundary: bool,
     pub tail_boundary: bool,
+    /// The chunk ends an append (one POST or PUT body), the unit a fork
+    /// sub-offset may not reach past (§4.2).
+    pub append_end: bool,
 }
 
 impl Chunk {
@@ -103,6 +137,7 @@ pub fn chunk_append(
                     data: piece.to_vec(),
                     head_boundary: byte_stream || i == 0,
                     tail_boundary: byte_stream || i + 1 == n,
+                    append_end: false,
                 });
                 pos += piece.len() as u64;
             }
@@ -118,6 +153,7 @@ pub fn chunk_append(
                 data: Vec::with_capacity(m.len()),
                 head_boundary: true,
                 tail_boundary: true,
+                append_end: false,
             });
         }
         if let Some(c) = open.as_mut() {
@@ -126,6 +162,9 @@ pub fn chunk_append(
         pos += m.len() as u64;
     }
     flush(&mut open, &mut out);
+    if let Some(last) = out.last_mut() {
+        last.append_end = true;
+    }
     out
 }
 
@@ -178,5 +217,11 @@ mod tests {
         assert_eq!(c.len(), 3);
         assert!(c.iter().all(|c| c.head_boundary && c.tail_boundary));
         assert_eq!(c.last().unwrap().end(), 10);
+        let ends: Vec<bool> = c.iter().map(|c| c.append_end).collect();
+        assert_eq!(
+            ends,
+            [false, false, true],
+            "only the last chunk ends the append"
+        );
     }
 }

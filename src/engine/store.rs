@@ -4,21 +4,46 @@
 //! Every method is synchronous: the Durable Object's SQLite API is, so a
 //! validate-then-write runs with no `await` in between and the object's input
 //! and output gates make it atomic and durable before the response leaves.
-//! A [`Commit`] is applied as one unit (one implicit transaction).
+//! A [`Commit`] is applied as one unit (one transaction).
 
 use super::state::{Chunk, ProducerState, StreamMeta};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
+/// A message this object owes another (the fork protocol of
+/// `cloudflare/forks.rs`): written in the same transaction as the change it
+/// belongs to, delivered right away or by the alarm, dropped once delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The fork's id at the source (its `stream_id`); one entry per id.
+    pub fork_id: String,
+    /// The source stream's canonical path.
+    pub source: String,
+    pub kind: OutgoingKind,
+    /// Not to be acted on before this time.
+    pub due_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutgoingKind {
+    /// A fork creation in progress: if it has not committed by `due_ms`,
+    /// release its reference at the source.
+    Intent,
+    /// Release this fork's reference at the source.
+    Release,
+}
+
 /// One atomic change to a stream's storage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Commit {
     /// A new stream: drop whatever was stored before (an expired or deleted
-    /// predecessor), then write the metadata and initial chunks.
+    /// predecessor), then write the metadata and initial chunks. A fork's
+    /// creation settles its intent in the same step.
     Create {
         meta: StreamMeta,
         chunks: Vec<Chunk>,
+        settle: Option<String>,
     },
     /// New metadata, new chunks and the producer's new state, together.
     Append {
@@ -26,8 +51,19 @@ pub enum Commit {
         chunks: Vec<Chunk>,
         producer: Option<(String, ProducerState)>,
     },
-    /// Drop everything.
-    Delete,
+    /// Drop the stream and its data; a fork queues the release of its
+    /// reference at its source in the same step.
+    Delete { release: Option<Outgoing> },
+    /// Keep the data for the forks that read it; clients see 410 (§4.2).
+    SoftDelete { meta: StreamMeta },
+    /// A fork now references this stream (idempotent).
+    AddRef { fork_path: String, fork_id: String },
+    /// A fork no longer does (idempotent).
+    RemoveRef { fork_id: String },
+    /// Queue (or replace) an outgoing message.
+    Send(Outgoing),
+    /// Drop an outgoing message (idempotent).
+    Settle { fork_id: String },
 }
 
 pub trait Store {
@@ -42,6 +78,10 @@ pub trait Store {
         from: u64,
         visit: &mut dyn FnMut(Chunk) -> ControlFlow<()>,
     ) -> Result<(), Self::Error>;
+    /// How many forks reference this stream.
+    fn refs(&self) -> Result<u64, Self::Error>;
+    /// Every queued outgoing message.
+    fn outbox(&self) -> Result<Vec<Outgoing>, Self::Error>;
     fn commit(&self, commit: Commit) -> Result<(), Self::Error>;
 }
 
@@ -56,6 +96,19 @@ struct MemInner {
     meta: Option<StreamMeta>,
     producers: BTreeMap<String, ProducerState>,
     chunks: BTreeMap<u64, Chunk>,
+    /// fork id → fork path.
+    refs: BTreeMap<String, String>,
+    outbox: BTreeMap<String, Outgoing>,
+}
+
+impl MemInner {
+    /// Drops the stream; queued messages survive (they are about others).
+    fn clear(&mut self) {
+        self.meta = None;
+        self.producers.clear();
+        self.chunks.clear();
+        self.refs.clear();
+    }
 }
 
 impl MemStore {
@@ -107,15 +160,30 @@ impl Store for MemStore {
         Ok(())
     }
 
+    fn refs(&self) -> Result<u64, Self::Error> {
+        Ok(self.inner.borrow().refs.len() as u64)
+    }
+
+    fn outbox(&self) -> Result<Vec<Outgoing>, Self::Error> {
+        Ok(self.inner.borrow().outbox.values().cloned().collect())
+    }
+
     fn commit(&self, commit: Commit) -> Result<(), Self::Error> {
         let mut inner = self.inner.borrow_mut();
         match commit {
-            Commit::Create { meta, chunks } => {
-                *inner = MemInner::default();
+            Commit::Create {
+                meta,
+                chunks,
+                settle,
+            } => {
+                inner.clear();
                 inner.meta = Some(meta);
                 inner
                     .chunks
                     .extend(chunks.into_iter().map(|c| (c.start, c)));
+                if let Some(id) = settle {
+                    inner.outbox.remove(&id);
+                }
             }
             Commit::Append {
                 meta,
@@ -130,7 +198,25 @@ impl Store for MemStore {
                     inner.producers.insert(id, state);
                 }
             }
-            Commit::Delete => *inner = MemInner::default(),
+            Commit::Delete { release } => {
+                inner.clear();
+                if let Some(out) = release {
+                    inner.outbox.insert(out.fork_id.clone(), out);
+                }
+            }
+            Commit::SoftDelete { meta } => inner.meta = Some(meta),
+            Commit::AddRef { fork_path, fork_id } => {
+                inner.refs.insert(fork_id, fork_path);
+            }
+            Commit::RemoveRef { fork_id } => {
+                inner.refs.remove(&fork_id);
+            }
+            Commit::Send(out) => {
+                inner.outbox.insert(out.fork_id.clone(), out);
+            }
+            Commit::Settle { fork_id } => {
+                inner.outbox.remove(&fork_id);
+            }
         }
         Ok(())
     }

@@ -155,6 +155,8 @@ pub enum ProtocolError {
     PayloadTooLarge { limit: u64 },
     /// 414: the stream path is too long.
     UriTooLong,
+    /// 503: a step between objects did not complete; retrying is safe.
+    Unavailable,
 }
 
 impl From<Invalid> for ProtocolError {
@@ -248,6 +250,12 @@ impl ProtocolError {
                 414,
                 "URI_TOO_LONG",
                 "stream path is too long".into(),
+                vec![],
+            ),
+            Unavailable => (
+                503,
+                "UNAVAILABLE",
+                "the operation could not complete; retry it".into(),
                 vec![],
             ),
         };

@@ -58,7 +58,7 @@ impl Harness {
             config: &self.config,
             random: self.ids,
         };
-        let outcome = service::handle(&self.store, &req, &ctx).unwrap();
+        let outcome = service::handle(&self.store, &req, &ctx, &[]).unwrap();
         self.alarms.extend(outcome.alarm);
         outcome.action
     }
@@ -72,7 +72,7 @@ impl Harness {
             config: &self.config,
             random: self.ids,
         };
-        service::resume_long_poll(&self.store, wait, &ctx).unwrap()
+        service::resume_long_poll(&self.store, wait, &ctx, &[]).unwrap()
     }
 
     /// An SSE connection's next step at the current time.
@@ -84,7 +84,7 @@ impl Harness {
             config: &self.config,
             random: self.ids,
         };
-        service::sse_next(&self.store, state, &ctx, keepalive).unwrap()
+        service::sse_next(&self.store, state, &ctx, keepalive, &[]).unwrap()
     }
 
     pub fn advance(&mut self, ms: u64) {
