@@ -1,0 +1,396 @@
+//! Forks on the host (PROTOCOL.md §4.2): several in-memory objects driven
+//! through the same service calls the Durable Object adapter makes
+//! (`src/cloudflare/object.rs`), with a hand-advanced clock.
+
+mod common;
+
+use common::T0;
+use durable_streams_edge::engine::config::Config;
+use durable_streams_edge::engine::request::{Method, Request};
+use durable_streams_edge::engine::response::Response;
+use durable_streams_edge::engine::service::{self, Action, Ctx};
+use durable_streams_edge::engine::state::Chunk;
+use durable_streams_edge::engine::store::{Commit, MemStore, OutgoingKind, Store};
+use durable_streams_edge::engine::wire;
+use std::collections::BTreeMap;
+
+#[derive(Default)]
+struct Cluster {
+    now: u64,
+    config: Config,
+    objects: BTreeMap<String, MemStore>,
+    ids: u64,
+}
+
+impl Cluster {
+    fn new(config: Config) -> Cluster {
+        Cluster {
+            now: T0,
+            config,
+            ..Default::default()
+        }
+    }
+
+    fn store(&mut self, path: &str) -> &MemStore {
+        self.objects.entry(path.to_string()).or_default()
+    }
+
+    fn ctx_parts(&mut self) -> (u64, String, Config, u64) {
+        self.ids += 1;
+        (self.now, format!("id{}", self.ids), self.config, self.ids)
+    }
+
+    fn req(path: &str, method: Method, query: &str) -> Request {
+        let q = if query.is_empty() {
+            String::new()
+        } else {
+            format!("?{query}")
+        };
+        Request::new(method, &format!("http://h/v1/stream/{path}{q}"))
+    }
+
+    /// A source's chunks of [from, to), recursing up its chain like the adapter.
+    fn chunks(&mut self, source: &str, from: u64, to: u64) -> Vec<Chunk> {
+        let mut inherited = Vec::new();
+        loop {
+            let (now, id, config, r) = self.ctx_parts();
+            let ctx = Ctx {
+                now_ms: now,
+                new_stream_id: &id,
+                config: &config,
+                random: r,
+            };
+            let store = self.objects.entry(source.to_string()).or_default();
+            match service::chunks(store, from, to, &ctx, &inherited).unwrap() {
+                Action::NeedInherited {
+                    source: s,
+                    from: f,
+                    to: t,
+                } => inherited = self.chunks(&s, f, t),
+                Action::Respond(r) => {
+                    assert_eq!(
+                        r.status,
+                        200,
+                        "chunks: {}",
+                        String::from_utf8_lossy(&r.body)
+                    );
+                    return wire::decode_chunks(&r.body).unwrap();
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    /// Delivers every due message of `path` (releases cascade onward).
+    fn deliver(&mut self, path: &str) {
+        let due: Vec<_> = self
+            .store(path)
+            .outbox()
+            .unwrap()
+            .into_iter()
+            .filter(|o| o.due_ms <= self.now)
+            .collect();
+        for o in due {
+            let (now, id, config, r) = self.ctx_parts();
+            let ctx = Ctx {
+                now_ms: now,
+                new_stream_id: &id,
+                config: &config,
+                random: r,
+            };
+            let src = self.objects.entry(o.source.clone()).or_default();
+            assert_eq!(service::release(src, &o.fork_id, &ctx).unwrap().status, 204);
+            self.store(path)
+                .commit(Commit::Settle {
+                    fork_id: o.fork_id.clone(),
+                })
+                .unwrap();
+            self.deliver(&o.source.clone());
+        }
+    }
+
+    fn send(&mut self, path: &str, req: Request) -> Response {
+        let mut inherited = Vec::new();
+        loop {
+            let (now, id, config, r) = self.ctx_parts();
+            let ctx = Ctx {
+                now_ms: now,
+                new_stream_id: &id,
+                config: &config,
+                random: r,
+            };
+            let store = self.objects.entry(path.to_string()).or_default();
+            let outcome = service::handle(store, &req, &ctx, &inherited).unwrap();
+            match outcome.action {
+                Action::Respond(r) => {
+                    self.deliver(path);
+                    return r;
+                }
+                Action::NeedInherited { source, from, to } => {
+                    inherited = self.chunks(&source, from, to)
+                }
+                Action::Fork { source, acquire } => {
+                    return self.fork(path, &req, &source, acquire, &id)
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    fn fork(
+        &mut self,
+        path: &str,
+        req: &Request,
+        source: &str,
+        acquire: durable_streams_edge::engine::fork::Acquire,
+        id: &str,
+    ) -> Response {
+        let due = self.now + self.config.fork_grace_ms;
+        self.store(path)
+            .commit(service::fork_intent(source, id, due))
+            .unwrap();
+        let (now, _, config, r) = self.ctx_parts();
+        let answer = {
+            let ctx = Ctx {
+                now_ms: now,
+                new_stream_id: id,
+                config: &config,
+                random: r,
+            };
+            let src = self.objects.entry(source.to_string()).or_default();
+            match service::acquire(src, &acquire, &ctx, &[]).unwrap() {
+                Action::Respond(r) => r,
+                other => panic!("{other:?}"),
+            }
+        };
+        if answer.status != 200 {
+            self.store(path)
+                .commit(Commit::Settle { fork_id: id.into() })
+                .unwrap();
+            return answer;
+        }
+        let acquired = wire::decode_acquired(&answer.body).unwrap();
+        let ctx = Ctx {
+            now_ms: now,
+            new_stream_id: id,
+            config: &config,
+            random: r,
+        };
+        let store = self.objects.entry(path.to_string()).or_default();
+        let (outcome, committed) = service::finish_fork(store, req, &ctx, &acquired).unwrap();
+        if !committed {
+            service::abandon_fork(store, source, id, now).unwrap();
+            self.deliver(path);
+        }
+        match outcome.action {
+            Action::Respond(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn refs(&mut self, path: &str) -> u64 {
+        self.store(path).refs().unwrap()
+    }
+}
+
+fn put(path: &str, ct: &str, body: &[u8]) -> Request {
+    Cluster::req(path, Method::Put, "")
+        .with_header("content-type", ct)
+        .with_body(body.to_vec())
+}
+
+fn fork_of(path: &str, source: &str) -> Request {
+    Cluster::req(path, Method::Put, "")
+        .with_header("stream-forked-from", &format!("/v1/stream/{source}"))
+}
+
+fn json(r: &Response) -> serde_json::Value {
+    serde_json::from_slice(&r.body).unwrap()
+}
+
+/// §4.2, §9.1: a fork reads the source up to its point, then its own data, as one array.
+#[test]
+fn fork_reads_stitch_source_and_own_data() {
+    let mut c = Cluster::new(Config::default());
+    c.send("a", put("a", "application/json", b"[1,2]"));
+    let f = c.send("b", fork_of("b", "a").with_body(b"[3]".to_vec()));
+    assert_eq!(f.status, 201);
+    assert_eq!(f.get("content-type"), Some("application/json"));
+    c.send(
+        "a",
+        Cluster::req("a", Method::Post, "")
+            .with_header("content-type", "application/json")
+            .with_body(b"[9]".to_vec()),
+    );
+    assert_eq!(
+        json(&c.send("b", Cluster::req("b", Method::Get, ""))),
+        serde_json::json!([1, 2, 3])
+    );
+    assert_eq!(
+        json(&c.send("a", Cluster::req("a", Method::Get, ""))),
+        serde_json::json!([1, 2, 9])
+    );
+    assert_eq!(c.refs("a"), 1);
+}
+
+/// §5.6 on forks: paginated reads cross the fork point and never repeat or skip a byte.
+#[test]
+fn paginated_fork_reads_are_exact() {
+    let mut c = Cluster::new(Config {
+        max_read_chunk_bytes: 3,
+        row_bytes: 2,
+        ..Config::default()
+    });
+    c.send("a", put("a", "text/plain", b"abcdefg"));
+    c.send("b", fork_of("b", "a").with_body(b"hijk".to_vec()));
+    c.send("c", fork_of("c", "b").with_body(b"lmn".to_vec()));
+    let mut offset = "-1".to_string();
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        let r = c.send(
+            "c",
+            Cluster::req("c", Method::Get, &format!("offset={offset}")),
+        );
+        assert_eq!(r.status, 200);
+        got.extend_from_slice(&r.body);
+        offset = r.get("stream-next-offset").unwrap().to_string();
+        if r.get("stream-up-to-date").is_some() {
+            break;
+        }
+    }
+    assert_eq!(String::from_utf8(got).unwrap(), "abcdefghijklmn");
+}
+
+/// §4.2: sub-offsets count bytes (or JSON messages) within the next append.
+#[test]
+fn sub_offsets() {
+    let mut c = Cluster::new(Config::default());
+    c.send("a", put("a", "text/plain", b"abcdef"));
+    let zero = "0000000000000000_0000000000000000";
+    let sub = |n: &str| {
+        fork_of("b", "a")
+            .with_header("stream-fork-offset", zero)
+            .with_header("stream-fork-sub-offset", n)
+    };
+    assert_eq!(c.send("b", sub("7")).status, 400);
+    assert_eq!(c.refs("a"), 0, "a refused fork takes no reference");
+    assert_eq!(c.send("b", sub("4")).status, 201);
+    assert_eq!(
+        c.send("b", Cluster::req("b", Method::Get, "")).body,
+        b"abcd"
+    );
+    assert_eq!(c.send("b", sub("4")).status, 200, "the same fork again");
+    assert_eq!(c.send("b", sub("3")).status, 409, "a different sub-offset");
+}
+
+/// §4.2: deleting a referenced source soft-deletes it; deleting the last fork cascades.
+#[test]
+fn soft_delete_and_cascade() {
+    let mut c = Cluster::new(Config::default());
+    c.send("a", put("a", "text/plain", b"x"));
+    c.send("b", fork_of("b", "a"));
+    c.send("c", fork_of("c", "b"));
+    assert_eq!(
+        c.send("a", Cluster::req("a", Method::Delete, "")).status,
+        204
+    );
+    assert_eq!(
+        c.send("b", Cluster::req("b", Method::Delete, "")).status,
+        204
+    );
+    for (p, m) in [
+        ("a", Method::Get),
+        ("a", Method::Head),
+        ("a", Method::Delete),
+        ("b", Method::Get),
+    ] {
+        assert_eq!(c.send(p, Cluster::req(p, m, "")).status, 410);
+    }
+    assert_eq!(c.send("a", put("a", "text/plain", b"")).status, 409);
+    assert_eq!(
+        c.send("c", Cluster::req("c", Method::Get, "")).body,
+        b"x",
+        "the fork still reads its chain"
+    );
+    assert_eq!(
+        c.send("c", Cluster::req("c", Method::Delete, "")).status,
+        204
+    );
+    for p in ["a", "b", "c"] {
+        assert_eq!(
+            c.send(p, Cluster::req(p, Method::Head, "")).status,
+            404,
+            "{p} is gone"
+        );
+        assert_eq!(c.store(p).chunk_count(), 0);
+    }
+}
+
+/// §4.2 table: a fork without its own lifetime inherits the source's TTL.
+#[test]
+fn ttl_is_inherited_and_the_fork_outlives_its_source() {
+    let mut c = Cluster::new(Config::default());
+    c.send(
+        "a",
+        put("a", "text/plain", b"x").with_header("stream-ttl", "10"),
+    );
+    c.send("b", fork_of("b", "a"));
+    assert_eq!(
+        c.send("b", Cluster::req("b", Method::Head, ""))
+            .get("stream-ttl"),
+        Some("10")
+    );
+    c.send("own", fork_of("own", "a").with_header("stream-ttl", "100"));
+    c.now += 11_000;
+    assert_eq!(
+        c.send("a", Cluster::req("a", Method::Head, "")).status,
+        410,
+        "expired while referenced: soft-deleted"
+    );
+    assert_eq!(
+        c.send("own", Cluster::req("own", Method::Get, "")).body,
+        b"x"
+    );
+}
+
+/// forks.rs: an intent the alarm already released is never committed (503).
+#[test]
+fn a_released_intent_blocks_the_commit() {
+    let mut c = Cluster::new(Config::default());
+    c.send("a", put("a", "text/plain", b"x"));
+    let req = fork_of("b", "a");
+    let (now, _, config, r) = c.ctx_parts();
+    let acquire = durable_streams_edge::engine::fork::Acquire {
+        fork_path: "b".into(),
+        fork_id: "late".into(),
+        offset: None,
+        sub_offset: 0,
+        content_type: None,
+    };
+    let ctx = Ctx {
+        now_ms: now,
+        new_stream_id: "late",
+        config: &config,
+        random: r,
+    };
+    let answer = match service::acquire(c.store("a"), &acquire, &ctx, &[]).unwrap() {
+        Action::Respond(r) => r,
+        other => panic!("{other:?}"),
+    };
+    let acquired = wire::decode_acquired(&answer.body).unwrap();
+    // No intent in b's outbox (the alarm settled it): the commit must not happen.
+    let (outcome, committed) = service::finish_fork(c.store("b"), &req, &ctx, &acquired).unwrap();
+    assert!(!committed);
+    match outcome.action {
+        Action::Respond(r) => assert_eq!(r.status, 503),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.store("b").meta().unwrap(), None);
+    service::abandon_fork(c.store("b"), "a", "late", now).unwrap();
+    assert_eq!(
+        c.store("b").outbox().unwrap()[0].kind,
+        OutgoingKind::Release
+    );
+    c.deliver("b");
+    assert_eq!(c.refs("a"), 0);
+}
