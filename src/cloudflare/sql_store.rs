@@ -129,28 +129,29 @@ impl SqlStore {
         self.outbox_dirty.replace(false)
     }
 
-    /// Stored chunk rows (tests observe that deletes and expiry free them).
-    pub fn chunk_rows(&self) -> worker::Result<u64> {
-        let rows: Vec<Vec<V>> = self
-            .sql
-            .exec("SELECT COUNT(*) FROM chunks", None)?
-            .raw()
-            .collect::<worker::Result<_>>()?;
+    /// Every row a query returns, as raw values.
+    fn rows(&self, query: &str, params: Vec<V>) -> worker::Result<Vec<Vec<V>>> {
+        self.sql.exec(query, params)?.raw().collect()
+    }
+
+    fn count(&self, table: &str) -> worker::Result<u64> {
+        let rows = self.rows(&format!("SELECT COUNT(*) FROM {table}"), Vec::new())?;
         uint(rows.first().and_then(|r| r.first()), "count")
     }
 
+    /// Stored chunk rows (tests observe that deletes and expiry free them).
+    pub fn chunk_rows(&self) -> worker::Result<u64> {
+        self.count("chunks")
+    }
+
     fn load_meta(&self) -> worker::Result<Option<StreamMeta>> {
-        let rows: Vec<Vec<V>> = self
-            .sql
-            .exec(
-                "SELECT stream_id, content_type, tail, closed, closed_by_id, closed_by_epoch, closed_by_seq, \
-                 ttl_secs, expires_at_ms, expires_at_text, created_ms, last_access_ms, last_stream_seq, \
-                 fork_source, fork_source_id, fork_offset, fork_offset_given, fork_sub_offset, fork_point, \
-                 fork_expiry_inherited, soft_deleted FROM meta WHERE id = 1",
-                None,
-            )?
-            .raw()
-            .collect::<worker::Result<_>>()?;
+        let rows = self.rows(
+            "SELECT stream_id, content_type, tail, closed, closed_by_id, closed_by_epoch, closed_by_seq, \
+             ttl_secs, expires_at_ms, expires_at_text, created_ms, last_access_ms, last_stream_seq, \
+             fork_source, fork_source_id, fork_offset, fork_offset_given, fork_sub_offset, fork_point, \
+             fork_expiry_inherited, soft_deleted FROM meta WHERE id = 1",
+            Vec::new(),
+        )?;
         rows.first().map(|r| SqlStore::meta_from_row(r)).transpose()
     }
 
@@ -384,14 +385,10 @@ impl Store for SqlStore {
     }
 
     fn producer(&self, id: &str) -> worker::Result<Option<ProducerState>> {
-        let rows: Vec<Vec<V>> = self
-            .sql
-            .exec(
-                "SELECT epoch, last_seq FROM producers WHERE id = ?",
-                vec![V::String(id.to_string())],
-            )?
-            .raw()
-            .collect::<worker::Result<_>>()?;
+        let rows = self.rows(
+            "SELECT epoch, last_seq FROM producers WHERE id = ?",
+            vec![V::String(id.to_string())],
+        )?;
         rows.first()
             .map(|r| {
                 Ok(ProducerState {
@@ -438,12 +435,7 @@ impl Store for SqlStore {
     }
 
     fn refs(&self) -> worker::Result<u64> {
-        let rows: Vec<Vec<V>> = self
-            .sql
-            .exec("SELECT COUNT(*) FROM fork_refs", None)?
-            .raw()
-            .collect::<worker::Result<_>>()?;
-        uint(rows.first().and_then(|r| r.first()), "count")
+        self.count("fork_refs")
     }
 
     fn outbox(&self) -> worker::Result<Vec<Outgoing>> {

@@ -6,6 +6,7 @@
 
 use super::error::Invalid;
 use super::offset::MAX_SAFE_INTEGER;
+use super::producer::parse_safe_uint;
 
 /// Largest TTL whose millisecond value stays a safe JavaScript integer.
 pub const MAX_TTL_SECS: u64 = MAX_SAFE_INTEGER / 1000;
@@ -27,20 +28,9 @@ pub enum Expiry {
 
 /// Strict `Stream-TTL` parse.
 pub fn parse_ttl(value: &str) -> Result<u64, Invalid> {
-    let b = value.as_bytes();
-    let ok = match b {
-        [] => false,
-        [b'0'] => true,
-        [first, ..] => *first != b'0' && b.len() <= 16 && b.iter().all(u8::is_ascii_digit),
-    };
-    if !ok {
-        return Err(Invalid::Ttl);
-    }
-    let secs: u64 = value.parse().map_err(|_| Invalid::Ttl)?;
-    if secs > MAX_TTL_SECS {
-        return Err(Invalid::Ttl);
-    }
-    Ok(secs)
+    parse_safe_uint(value)
+        .filter(|secs| *secs <= MAX_TTL_SECS)
+        .ok_or(Invalid::Ttl)
 }
 
 /// `Stream-Expires-At` parse (RFC 3339 with a mandatory offset or `Z`).
