@@ -87,7 +87,7 @@ impl Invalid {
             ),
             StreamSeq => (
                 "INVALID_STREAM_SEQ",
-                "Stream-Seq must be 1 to 1024 visible characters",
+                "Stream-Seq must be 1 to 1024 printable ASCII characters",
             ),
             ProducerHeadersPartial => (
                 "INVALID_PRODUCER",
@@ -95,7 +95,7 @@ impl Invalid {
             ),
             ProducerId => (
                 "INVALID_PRODUCER",
-                "Producer-Id must be 1 to 1024 visible characters",
+                "Producer-Id must be 1 to 1024 printable ASCII characters",
             ),
             ProducerEpoch => (
                 "INVALID_PRODUCER",

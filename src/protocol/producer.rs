@@ -18,8 +18,10 @@ pub struct ProducerTuple {
     pub seq: u64,
 }
 
+/// Printable ASCII only: header bytes reach us as Latin-1, so anything
+/// else may be invalid UTF-8 we cannot tell apart from text.
 fn visible(s: &str) -> bool {
-    !s.is_empty() && s.len() <= MAX_TOKEN_LEN && !s.chars().any(char::is_control)
+    !s.is_empty() && s.len() <= MAX_TOKEN_LEN && s.bytes().all(|b| (0x20..0x7f).contains(&b))
 }
 
 /// A strict non-negative decimal up to 2^53−1.
@@ -133,6 +135,16 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn rejects_non_ascii_ids_and_seqs() {
+        assert_eq!(
+            ProducerTuple::from_headers(Some("\u{ff}\u{fe}"), Some("0"), Some("0")),
+            Err(Invalid::ProducerId)
+        );
+        assert_eq!(StreamSeq::parse("caf\u{e9}"), Err(Invalid::StreamSeq));
+        assert!(StreamSeq::parse("a b~").is_ok());
     }
 
     #[test]
