@@ -1,6 +1,6 @@
 # Two commands do everything (README.md): `make dev` and `make test`.
 # Each runs the idempotent set-up first.
-.PHONY: setup build dev test bench clean
+.PHONY: setup build dev test bench fuzz crash-test clean
 
 PORT ?= 8787
 LONG_POLL_TIMEOUT_MS ?= 20000
@@ -19,6 +19,14 @@ dev: setup
 
 test: setup
 	@./scripts/test.sh
+
+# More fuzzing than `make test` does (2,000,000 request sequences).
+fuzz: setup
+	@FUZZ_CASES=$${FUZZ_CASES:-2000000} cargo test --release --test fuzz -- --nocapture
+
+# The SIGKILL crash test alone (make test runs it too).
+crash-test: build
+	@bash -c 'source scripts/env.sh && vitest run miniflare-tests/crash.test.ts'
 
 # Benchmarks under local workerd (README.md); not part of `make test`.
 bench: build

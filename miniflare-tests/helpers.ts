@@ -31,8 +31,20 @@ export async function until(check: () => Promise<boolean>, timeoutMs = 10_000): 
 }
 
 /** The test-only stats route of a stream's object. */
-export async function stats(base: string, name: string): Promise<{ chunkRows: number; alarm: number | null }> {
+export interface Stats {
+  chunkRows: number
+  alarm: number | null
+  parked: number
+  sseConnections: number
+  refs: number
+  outbox: number
+  exists: boolean
+  softDeleted: boolean
+  wasmMemoryBytes: number
+}
+
+export async function stats(base: string, name: string): Promise<Stats> {
   const r = await fetch(`${base}/__test/stream/${name}`)
   if (r.status !== 200) throw new Error(`stats: ${r.status}`)
-  return (await r.json()) as { chunkRows: number; alarm: number | null }
+  return (await r.json()) as Stats
 }

@@ -188,6 +188,8 @@ impl StreamObject {
             "outbox": self.store().outbox()?.len(),
             "exists": meta.is_some(),
             "softDeleted": meta.is_some_and(|m| m.soft_deleted),
+            // The isolate's wasm heap: linear memory never shrinks, so this is its peak.
+            "wasmMemoryBytes": core::arch::wasm32::memory_size::<0>() * 65536,
         });
         Response::from_json(&body)
     }
