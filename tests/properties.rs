@@ -8,7 +8,7 @@ use common::*;
 use durable_streams_edge::engine::config::Config;
 use durable_streams_edge::engine::request::{Method, Request};
 use durable_streams_edge::protocol::expiry::parse_ttl;
-use durable_streams_edge::protocol::offset::{Offset, OffsetParam, MAX_SAFE_INTEGER};
+use durable_streams_edge::protocol::offset::{Offset, OffsetParam, WireOffset, MAX_SAFE_INTEGER};
 use durable_streams_edge::protocol::path::StreamPath;
 use durable_streams_edge::protocol::producer::{parse_safe_uint, ProducerTuple};
 use durable_streams_edge::protocol::query::ReadQuery;
@@ -16,26 +16,26 @@ use proptest::prelude::*;
 use std::collections::HashMap;
 
 proptest! {
-    /// §8: every position prints and parses back to itself, in fixed width.
+    /// §8: every offset prints and parses back to itself, in fixed width.
     #[test]
-    fn offsets_round_trip(p in 0..=MAX_SAFE_INTEGER) {
-        let o = Offset::new(p).unwrap();
+    fn offsets_round_trip(g in 0..=MAX_SAFE_INTEGER, p in 0..=MAX_SAFE_INTEGER) {
+        let o = WireOffset::new(g, Offset::new(p).unwrap());
         let s = o.to_string();
         prop_assert_eq!(s.len(), 33);
-        prop_assert_eq!(s.parse::<Offset>(), Ok(o));
+        prop_assert_eq!(s.parse::<WireOffset>(), Ok(o));
     }
 
-    /// §8: order of the printed form is the order of positions.
+    /// §8: within a stream (one generation), printed order is position order.
     #[test]
-    fn offsets_sort_lexicographically(a in 0..=MAX_SAFE_INTEGER, b in 0..=MAX_SAFE_INTEGER) {
-        let (oa, ob) = (Offset::new(a).unwrap(), Offset::new(b).unwrap());
+    fn offsets_sort_lexicographically(g in 0..=MAX_SAFE_INTEGER, a in 0..=MAX_SAFE_INTEGER, b in 0..=MAX_SAFE_INTEGER) {
+        let (oa, ob) = (WireOffset::new(g, Offset::new(a).unwrap()), WireOffset::new(g, Offset::new(b).unwrap()));
         prop_assert_eq!(oa.to_string().cmp(&ob.to_string()), a.cmp(&b));
     }
 
     /// Any accepted offset string is the canonical print of its value.
     #[test]
     fn accepted_offsets_are_canonical(s in "\\PC{0,40}|[0-9_]{30,36}") {
-        if let Ok(o) = s.parse::<Offset>() {
+        if let Ok(o) = s.parse::<WireOffset>() {
             prop_assert_eq!(o.to_string(), s.clone());
         }
         let _ = s.parse::<OffsetParam>();

@@ -17,7 +17,11 @@ fn create_is_idempotent_and_detects_conflicts() {
     assert_eq!(r.status, 201);
     assert_eq!(r.get("location"), Some(URL));
     assert_eq!(r.get("content-type"), Some("text/plain"));
-    assert_eq!(r.get("stream-next-offset"), Some(ZERO));
+    let tail = r.get("stream-next-offset").unwrap();
+    assert!(
+        tail.ends_with("_0000000000000000") && tail != ZERO,
+        "{tail}"
+    );
 
     let again = h.send(put("TEXT/PLAIN; charset=utf-8"));
     assert_eq!(again.status, 200);
@@ -268,6 +272,23 @@ fn absolute_expiry_and_alarm() {
     assert_eq!(h.fire_alarm(), None);
     assert_eq!(h.store.chunk_count(), 0);
     assert_eq!(h.send(get("")).status, 404);
+}
+
+/// §8: offsets name positions in one incarnation: after a re-create, old ones are refused.
+#[test]
+fn offsets_do_not_survive_a_re_create() {
+    let mut h = Harness::new();
+    h.send(put("text/plain").with_body(b"old data".to_vec()));
+    let mid = next_offset(&h.send(post("text/plain", b"!")));
+    h.send(req(Method::Delete, ""));
+    h.send(put("text/plain").with_body(b"new data, longer".to_vec()));
+    assert_eq!(h.send(get(&format!("offset={mid}"))).status, 400);
+    let fresh = next_offset(&h.send(req(Method::Head, "")));
+    assert_ne!(fresh[..16], mid[..16], "a new generation");
+    assert_eq!(
+        h.send(get(&format!("offset={ZERO}"))).body,
+        b"new data, longer"
+    );
 }
 
 /// §5.4: delete, then a fresh stream at the same path whose ETags never collide.

@@ -8,12 +8,14 @@
 //!      closed_by_epoch, closed_by_seq, ttl_secs, expires_at_ms,
 //!      expires_at_text, created_ms, last_access_ms, last_stream_seq,
 //!      fork_source, fork_source_id, fork_offset, fork_offset_given,
-//!      fork_sub_offset, fork_point, fork_expiry_inherited, soft_deleted)
+//!      fork_sub_offset, fork_point, fork_expiry_inherited, soft_deleted,
+//!      generation, fork_ancestors)  -- ancestors: JSON [[generation, limit], …]
 //! chunks(start INTEGER PRIMARY KEY, data BLOB, flags)
 //!        -- flags: 1 head boundary, 2 tail boundary, 4 append end
 //! producers(id TEXT PRIMARY KEY, epoch, last_seq)
 //! fork_refs(fork_id TEXT PRIMARY KEY, fork_path)      -- forks reading this stream
 //! outbox(fork_id TEXT PRIMARY KEY, source, kind, due_ms) -- messages owed to sources
+//! generation(id = 1, last)       -- last stream generation minted here; survives deletes
 //! ```
 //!
 //! Every [`Commit`] runs inside `storage.transactionSync`, so it is applied
@@ -37,14 +39,16 @@ use worker::{SqlStorage, SqlStorageValue as V, Storage};
 /// the tables change.
 pub const SCHEMA_VERSION: i64 = 1;
 
-const SCHEMA: [&str; 6] = [
+const SCHEMA: [&str; 7] = [
     "CREATE TABLE IF NOT EXISTS schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS meta (id INTEGER PRIMARY KEY CHECK (id = 1), stream_id TEXT NOT NULL, \
      content_type TEXT NOT NULL, tail INTEGER NOT NULL, closed INTEGER NOT NULL, closed_by_id TEXT, \
      closed_by_epoch INTEGER, closed_by_seq INTEGER, ttl_secs INTEGER, expires_at_ms INTEGER, \
      expires_at_text TEXT, created_ms INTEGER NOT NULL, last_access_ms INTEGER NOT NULL, last_stream_seq TEXT, \
      fork_source TEXT, fork_source_id TEXT, fork_offset INTEGER, fork_offset_given INTEGER, fork_sub_offset INTEGER, \
-     fork_point INTEGER, fork_expiry_inherited INTEGER, soft_deleted INTEGER NOT NULL DEFAULT 0)",
+     fork_point INTEGER, fork_expiry_inherited INTEGER, soft_deleted INTEGER NOT NULL DEFAULT 0, \
+     generation INTEGER NOT NULL, fork_ancestors TEXT)",
+    "CREATE TABLE IF NOT EXISTS generation (id INTEGER PRIMARY KEY CHECK (id = 1), last INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS chunks (start INTEGER PRIMARY KEY, data BLOB NOT NULL, flags INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS producers (id TEXT PRIMARY KEY, epoch INTEGER NOT NULL, last_seq INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS fork_refs (fork_id TEXT PRIMARY KEY, fork_path TEXT NOT NULL)",
@@ -70,7 +74,7 @@ pub struct SqlStore {
 #[derive(Clone)]
 enum Cached {
     Unknown,
-    Known(Option<StreamMeta>),
+    Known(Option<Box<StreamMeta>>),
 }
 
 fn corrupt(what: &str) -> worker::Error {
@@ -149,7 +153,7 @@ impl SqlStore {
             "SELECT stream_id, content_type, tail, closed, closed_by_id, closed_by_epoch, closed_by_seq, \
              ttl_secs, expires_at_ms, expires_at_text, created_ms, last_access_ms, last_stream_seq, \
              fork_source, fork_source_id, fork_offset, fork_offset_given, fork_sub_offset, fork_point, \
-             fork_expiry_inherited, soft_deleted FROM meta WHERE id = 1",
+             fork_expiry_inherited, soft_deleted, generation, fork_ancestors FROM meta WHERE id = 1",
             Vec::new(),
         )?;
         rows.first().map(|r| SqlStore::meta_from_row(r)).transpose()
@@ -197,9 +201,13 @@ impl SqlStore {
                     point: Offset::new(uint(col(18), "fork point")?)
                         .ok_or_else(|| corrupt("fork point"))?,
                     expiry_inherited: uint(col(19), "fork expiry")? != 0,
+                    ancestors: opt_text(col(22))
+                        .and_then(|t| serde_json::from_str::<Vec<(u64, u64)>>(&t).ok())
+                        .ok_or_else(|| corrupt("fork ancestors"))?,
                 }),
             },
             soft_deleted: uint(col(20), "soft deleted")? != 0,
+            generation: uint(col(21), "generation")?,
         })
     }
 }
@@ -219,8 +227,8 @@ fn write_meta(sql: &SqlStorage, m: &StreamMeta) -> worker::Result<()> {
         "INSERT OR REPLACE INTO meta (id, stream_id, content_type, tail, closed, closed_by_id, closed_by_epoch, \
          closed_by_seq, ttl_secs, expires_at_ms, expires_at_text, created_ms, last_access_ms, last_stream_seq, \
          fork_source, fork_source_id, fork_offset, fork_offset_given, fork_sub_offset, fork_point, \
-         fork_expiry_inherited, soft_deleted) \
-         VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         fork_expiry_inherited, soft_deleted, generation, fork_ancestors) \
+         VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         vec![
             V::String(m.stream_id.clone()),
             V::String(m.content_type.as_str().to_string()),
@@ -245,6 +253,10 @@ fn write_meta(sql: &SqlStorage, m: &StreamMeta) -> worker::Result<()> {
             fork(|f| sql_int(f.point.position())),
             fork(|f| V::Integer(i64::from(f.expiry_inherited))),
             V::Integer(i64::from(m.soft_deleted)),
+            sql_int(m.generation),
+            m.fork
+                .as_ref()
+                .map_or(V::Null, |f| V::String(serde_json::json!(f.ancestors).to_string())),
         ],
     )?;
     Ok(())
@@ -307,6 +319,10 @@ fn apply(sql: &SqlStorage, commit: Commit) -> worker::Result<()> {
             settle: done,
         } => {
             clear(sql)?;
+            sql.exec(
+                "INSERT OR REPLACE INTO generation (id, last) VALUES (1, ?)",
+                vec![sql_int(meta.generation)],
+            )?;
             write_meta(sql, &meta)?;
             write_chunks(sql, chunks)?;
             match done {
@@ -377,10 +393,10 @@ impl Store for SqlStore {
 
     fn meta(&self) -> worker::Result<Option<StreamMeta>> {
         if let Cached::Known(m) = &*self.meta.borrow() {
-            return Ok(m.clone());
+            return Ok(m.as_deref().cloned());
         }
         let meta = self.load_meta()?;
-        *self.meta.borrow_mut() = Cached::Known(meta.clone());
+        *self.meta.borrow_mut() = Cached::Known(meta.clone().map(Box::new));
         Ok(meta)
     }
 
@@ -438,6 +454,14 @@ impl Store for SqlStore {
         self.count("fork_refs")
     }
 
+    fn last_generation(&self) -> worker::Result<u64> {
+        let rows = self.rows("SELECT last FROM generation WHERE id = 1", Vec::new())?;
+        match rows.first() {
+            Some(r) => uint(r.first(), "generation"),
+            None => Ok(0),
+        }
+    }
+
     fn outbox(&self) -> worker::Result<Vec<Outgoing>> {
         let rows: Vec<Vec<V>> = self
             .sql
@@ -480,7 +504,7 @@ impl Store for SqlStore {
         let sql = self.sql.clone();
         let result = transaction_sync(&self.storage, move || apply(&sql, commit));
         match (&result, after) {
-            (Ok(()), Some(m)) => *self.meta.borrow_mut() = Cached::Known(m),
+            (Ok(()), Some(m)) => *self.meta.borrow_mut() = Cached::Known(m.map(Box::new)),
             (Ok(()), None) => {}
             (Err(_), _) => *self.meta.borrow_mut() = Cached::Unknown,
         }

@@ -91,7 +91,7 @@ fn with_producer(r: Response, epoch: u64, seq: u64) -> Response {
 
 fn closed_ack(meta: &StreamMeta) -> Response {
     Response::new(204)
-        .header(h::STREAM_NEXT_OFFSET, meta.tail.to_string())
+        .header(h::STREAM_NEXT_OFFSET, meta.wire(meta.tail))
         .header(h::STREAM_CLOSED, "true")
 }
 
@@ -121,7 +121,9 @@ pub fn decide(
             };
             return Ok(Decision::write(commit, closed_ack(meta)));
         }
-        return Err(ProtocolError::StreamClosed { tail: meta.tail });
+        return Err(ProtocolError::StreamClosed {
+            tail: meta.wire(meta.tail),
+        });
     }
     if let Some(ct) = &input.content_type {
         if !ct.matches(&meta.content_type) {
@@ -165,7 +167,7 @@ pub fn decide(
     } else {
         204
     };
-    let mut response = Response::new(status).header(h::STREAM_NEXT_OFFSET, next.tail.to_string());
+    let mut response = Response::new(status).header(h::STREAM_NEXT_OFFSET, next.wire(next.tail));
     if next.closed {
         response = response.header(h::STREAM_CLOSED, "true");
     }

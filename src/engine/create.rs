@@ -84,7 +84,7 @@ impl<'a> CreateInput<'a> {
 fn described(status: u16, meta: &StreamMeta) -> Response {
     let r = Response::new(status)
         .header(h::CONTENT_TYPE, meta.content_type.as_str())
-        .header(h::STREAM_NEXT_OFFSET, meta.tail.to_string());
+        .header(h::STREAM_NEXT_OFFSET, meta.wire(meta.tail));
     if meta.closed {
         r.header(h::STREAM_CLOSED, "true")
     } else {
@@ -130,20 +130,30 @@ fn new_stream(
     ))
 }
 
-fn base_meta(
-    ctx: &Ctx,
+/// The generation a stream created now gets: later than any before it at
+/// this path (and, normally, its creation time in ms).
+pub fn next_generation(last: u64, now_ms: u64) -> u64 {
+    now_ms.max(last.saturating_add(1))
+}
+
+/// The fields every new stream starts with.
+struct Fresh {
+    generation: u64,
     content_type: ContentType,
     expiry: Expiry,
     closed: bool,
     tail: Offset,
-) -> StreamMeta {
+}
+
+fn base_meta(ctx: &Ctx, f: Fresh) -> StreamMeta {
     StreamMeta {
         stream_id: ctx.new_stream_id.to_string(),
-        content_type,
-        tail,
-        closed,
+        generation: f.generation,
+        content_type: f.content_type,
+        tail: f.tail,
+        closed: f.closed,
         closed_by: None,
-        expiry,
+        expiry: f.expiry,
         created_ms: ctx.now_ms,
         last_access_ms: ctx.now_ms,
         last_stream_seq: None,
@@ -155,24 +165,33 @@ fn base_meta(
 /// A new plain stream (no fork headers): 201.
 pub fn create_plain(
     input: &CreateInput<'_>,
+    generation: u64,
     url: &str,
     ctx: &Ctx,
 ) -> Result<Decision, ProtocolError> {
-    let ct = input
-        .content_type
-        .clone()
-        .unwrap_or_else(ContentType::default_type);
-    let meta = base_meta(ctx, ct, input.expiry.clone(), input.closed, Offset::ZERO);
-    new_stream(meta, input, url, ctx, None)
+    let fresh = Fresh {
+        generation,
+        content_type: input
+            .content_type
+            .clone()
+            .unwrap_or_else(ContentType::default_type),
+        expiry: input.expiry.clone(),
+        closed: input.closed,
+        tail: Offset::ZERO,
+    };
+    new_stream(base_meta(ctx, fresh), input, url, ctx, None)
 }
 
 /// A new fork, once its source has answered: the fork starts open at the
 /// divergence point with the source's content type and, unless it asked for
 /// its own, the source's expiry (§4.2); its initial body is its first own
-/// data. Settles the creation intent `ctx.new_stream_id` in the same commit.
+/// data. It also accepts the offsets its source chain printed for the
+/// inherited range. Settles the creation intent `ctx.new_stream_id` in the
+/// same commit.
 pub fn finish_fork(
     input: &CreateInput<'_>,
     acquired: &Acquired,
+    generation: u64,
     url: &str,
     ctx: &Ctx,
 ) -> Result<Decision, ProtocolError> {
@@ -180,13 +199,21 @@ pub fn finish_fork(
         return Err(ProtocolError::ConfigMismatch);
     };
     let (expiry, expiry_inherited) = inherit_expiry(input.expiry.clone(), &acquired.expiry);
-    let mut meta = base_meta(
-        ctx,
-        acquired.content_type.clone(),
+    let fresh = Fresh {
+        generation,
+        content_type: acquired.content_type.clone(),
         expiry,
-        input.closed,
-        acquired.point,
-    );
+        closed: input.closed,
+        tail: acquired.point,
+    };
+    let point = acquired.point.position();
+    let mut ancestors: Vec<(u64, u64)> = acquired
+        .ancestors
+        .iter()
+        .map(|(g, limit)| (*g, (*limit).min(point)))
+        .collect();
+    ancestors.push((acquired.generation, point));
+    let mut meta = base_meta(ctx, fresh);
     meta.fork = Some(ForkLink {
         source: fork.source.as_str().to_string(),
         source_id: acquired.source_id.clone(),
@@ -195,6 +222,7 @@ pub fn finish_fork(
         sub_offset: fork.sub_offset,
         point: acquired.point,
         expiry_inherited,
+        ancestors,
     });
     new_stream(meta, input, url, ctx, Some(ctx.new_stream_id.to_string()))
 }

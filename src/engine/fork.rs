@@ -15,7 +15,7 @@ use crate::protocol::content_type::ContentType;
 use crate::protocol::error::{Invalid, ProtocolError};
 use crate::protocol::expiry::Expiry;
 use crate::protocol::json;
-use crate::protocol::offset::Offset;
+use crate::protocol::offset::{Offset, WireOffset};
 use crate::protocol::path::StreamPath;
 use crate::protocol::producer::parse_safe_uint;
 use std::ops::ControlFlow;
@@ -24,7 +24,7 @@ use std::ops::ControlFlow;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForkInput {
     pub source: StreamPath,
-    pub offset: Option<Offset>,
+    pub offset: Option<WireOffset>,
     pub sub_offset: u64,
 }
 
@@ -36,7 +36,11 @@ impl ForkInput {
         sub: Option<&str>,
     ) -> Result<Option<ForkInput>, ProtocolError> {
         let offset = offset
-            .map(|o| o.trim().parse::<Offset>().map_err(|_| Invalid::ForkOffset))
+            .map(|o| {
+                o.trim()
+                    .parse::<WireOffset>()
+                    .map_err(|_| Invalid::ForkOffset)
+            })
             .transpose()?;
         let sub_offset = sub
             .map(|s| parse_safe_uint(s.trim()).ok_or(Invalid::ForkSubOffset))
@@ -63,7 +67,7 @@ impl ForkInput {
     pub fn matches(&self, link: &ForkLink) -> bool {
         link.source == self.source.as_str()
             && link.sub_offset == self.sub_offset
-            && self.offset.is_none_or(|o| o == link.offset)
+            && self.offset.is_none_or(|o| o.position == link.offset)
     }
 }
 
@@ -82,7 +86,8 @@ pub fn inherit_expiry(requested: Expiry, source: &Expiry) -> (Expiry, bool) {
 pub struct Acquire {
     pub fork_path: String,
     pub fork_id: String,
-    pub offset: Option<Offset>,
+    /// As the client sent it; resolved by the source.
+    pub offset: Option<WireOffset>,
     pub sub_offset: u64,
     pub content_type: Option<ContentType>,
 }
@@ -95,6 +100,9 @@ pub struct Acquired {
     pub content_type: ContentType,
     pub expiry: Expiry,
     pub source_id: String,
+    /// The source's generation, and the ancestors whose offsets it accepts.
+    pub generation: u64,
+    pub ancestors: Vec<(u64, u64)>,
 }
 
 /// Where a sub-offset lands (§4.2): `n` bytes (JSON mode: `n` messages) past
@@ -151,10 +159,10 @@ pub fn acquire(
             return Err(ProtocolError::ContentTypeMismatch);
         }
     }
-    let offset = req.offset.unwrap_or(meta.tail);
-    if offset > meta.tail {
-        return Err(Invalid::ForkOffset.into());
-    }
+    let offset = match req.offset {
+        None => meta.tail,
+        Some(w) => meta.resolve(w).map_err(|_| Invalid::ForkOffset)?,
+    };
     let point = resolve_sub_offset(offset, req.sub_offset, chunks, meta.content_type.is_json())?;
     let acquired = Acquired {
         offset,
@@ -162,6 +170,11 @@ pub fn acquire(
         content_type: meta.content_type.clone(),
         expiry: meta.expiry.clone(),
         source_id: meta.stream_id.clone(),
+        generation: meta.generation,
+        ancestors: meta
+            .fork
+            .as_ref()
+            .map_or_else(Vec::new, |f| f.ancestors.clone()),
     };
     let commit = Commit::AddRef {
         fork_path: req.fork_path.clone(),
@@ -253,6 +266,9 @@ impl<S: Store> Store for Layered<'_, S> {
     }
     fn outbox(&self) -> Result<Vec<Outgoing>, S::Error> {
         self.own.outbox()
+    }
+    fn last_generation(&self) -> Result<u64, S::Error> {
+        self.own.last_generation()
     }
     fn commit(&self, commit: Commit) -> Result<(), S::Error> {
         self.own.commit(commit)
@@ -367,7 +383,7 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(f.source.as_str(), "src");
-        assert_eq!(f.offset, Offset::new(4));
+        assert_eq!(f.offset.map(|o| o.position), Offset::new(4));
         assert_eq!(f.sub_offset, 2);
         assert_eq!(ForkInput::from_headers(None, None, None), Ok(None));
         assert_eq!(
@@ -457,6 +473,7 @@ mod tests {
     fn retiring_a_referenced_stream_soft_deletes_it() {
         let meta = StreamMeta {
             stream_id: "s".into(),
+            generation: 1,
             content_type: ContentType::default_type(),
             tail: Offset::ZERO,
             closed: false,

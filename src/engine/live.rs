@@ -22,8 +22,7 @@ pub fn start_offset(meta: &StreamMeta, param: OffsetParam) -> Result<Offset, Pro
     match param {
         OffsetParam::Start => Ok(Offset::ZERO),
         OffsetParam::Now => Ok(meta.tail),
-        OffsetParam::At(o) if o <= meta.tail => Ok(o),
-        OffsetParam::At(_) => Err(Invalid::Offset.into()),
+        OffsetParam::At(w) => Ok(meta.resolve(w)?),
     }
 }
 
@@ -57,7 +56,7 @@ fn data_response(meta: &StreamMeta, slice: &Slice, cursor: String) -> Response {
     let closed = closed_at(meta, slice.end);
     let mut r = Response::new(200)
         .header(h::CONTENT_TYPE, meta.content_type.as_str())
-        .header(h::STREAM_NEXT_OFFSET, slice.end.to_string())
+        .header(h::STREAM_NEXT_OFFSET, meta.wire(slice.end))
         .header(
             h::ETAG,
             cache::etag(&meta.stream_id, slice.start, slice.end, closed),
@@ -94,7 +93,7 @@ pub fn poll<S: Store>(
     }
     let no_content = || {
         Response::new(204)
-            .header(h::STREAM_NEXT_OFFSET, meta.tail.to_string())
+            .header(h::STREAM_NEXT_OFFSET, meta.wire(meta.tail))
             .header(h::STREAM_UP_TO_DATE, "true")
             .header(h::CACHE_CONTROL, cache::NO_STORE)
     };
@@ -193,7 +192,7 @@ pub fn sse_step<S: Store>(
         let closed = closed_at(&meta, slice.end);
         let mut bytes = sse::data_event(&render_body(&meta, &slice.data), encoding);
         bytes.extend(sse::control_event(&Control {
-            next_offset: slice.end,
+            next_offset: meta.wire(slice.end),
             cursor: (!closed).then(|| cursor_for(ctx, state.cursor.as_deref())),
             up_to_date: slice.end == meta.tail,
             closed,
@@ -207,7 +206,7 @@ pub fn sse_step<S: Store>(
     }
     if meta.closed {
         let bytes = sse::control_event(&Control {
-            next_offset: meta.tail,
+            next_offset: meta.wire(meta.tail),
             cursor: None,
             up_to_date: true,
             closed: true,
@@ -217,7 +216,7 @@ pub fn sse_step<S: Store>(
     if !state.started || keepalive {
         state.started = true;
         let bytes = sse::control_event(&Control {
-            next_offset: state.offset,
+            next_offset: meta.wire(state.offset),
             cursor: Some(cursor_for(ctx, state.cursor.as_deref())),
             up_to_date: true,
             closed: false,

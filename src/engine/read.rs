@@ -143,7 +143,7 @@ pub fn catch_up<S: Store>(
     }
     let mut r = Response::new(200)
         .header(h::CONTENT_TYPE, meta.content_type.as_str())
-        .header(h::STREAM_NEXT_OFFSET, slice.end.to_string())
+        .header(h::STREAM_NEXT_OFFSET, meta.wire(slice.end))
         .header(h::ETAG, tag)
         .header(h::CACHE_CONTROL, cache::CATCH_UP);
     if slice.end == meta.tail {
@@ -159,7 +159,7 @@ fn not_modified(meta: &StreamMeta, tag: String, end: Offset) -> Response {
     let r = Response::new(304)
         .header(h::ETAG, tag)
         .header(h::CACHE_CONTROL, cache::CATCH_UP)
-        .header(h::STREAM_NEXT_OFFSET, end.to_string());
+        .header(h::STREAM_NEXT_OFFSET, meta.wire(end));
     if end == meta.tail {
         r.header(h::STREAM_UP_TO_DATE, "true")
     } else {
@@ -171,7 +171,7 @@ fn not_modified(meta: &StreamMeta, tag: String, end: Offset) -> Response {
 pub fn at_now(meta: &StreamMeta) -> Response {
     let mut r = Response::new(200)
         .header(h::CONTENT_TYPE, meta.content_type.as_str())
-        .header(h::STREAM_NEXT_OFFSET, meta.tail.to_string())
+        .header(h::STREAM_NEXT_OFFSET, meta.wire(meta.tail))
         .header(h::STREAM_UP_TO_DATE, "true")
         .header(h::CACHE_CONTROL, cache::NO_STORE);
     if meta.closed {
@@ -185,7 +185,7 @@ pub fn head(meta: &StreamMeta) -> Response {
     use crate::protocol::expiry::Expiry;
     let mut r = Response::new(200)
         .header(h::CONTENT_TYPE, meta.content_type.as_str())
-        .header(h::STREAM_NEXT_OFFSET, meta.tail.to_string())
+        .header(h::STREAM_NEXT_OFFSET, meta.wire(meta.tail))
         .header(h::CACHE_CONTROL, cache::NO_STORE);
     match &meta.expiry {
         Expiry::Never => {}

@@ -187,7 +187,8 @@ fn put<S: Store>(store: &S, req: &Request, ctx: &Ctx) -> Result<Outcome, Failure
             acquire,
         }));
     }
-    let decision = create::create_plain(&input, &req.url, ctx)?;
+    let generation = create::next_generation(store.last_generation().store()?, ctx.now_ms);
+    let decision = create::create_plain(&input, generation, &req.url, ctx)?;
     let alarm = created_deadline(&decision);
     apply(store, decision, alarm)
 }
@@ -242,7 +243,8 @@ pub fn finish_fork<S: Store>(
             // The alarm gave up on this creation and released the reference.
             return Err(ProtocolError::Unavailable.into());
         }
-        let decision = create::finish_fork(&input, acquired, &req.url, ctx)?;
+        let generation = create::next_generation(store.last_generation().store()?, ctx.now_ms);
+        let decision = create::finish_fork(&input, acquired, generation, &req.url, ctx)?;
         let alarm = created_deadline(&decision);
         Ok((apply(store, decision, alarm)?, true))
     })();
@@ -333,12 +335,10 @@ fn get<S: Store>(
     let start = match param {
         OffsetParam::Now => meta.tail,
         OffsetParam::Start => Offset::ZERO,
-        OffsetParam::At(o) => o,
+        OffsetParam::At(w) => meta.resolve(w)?,
     };
-    if start <= meta.tail {
-        if let Some(action) = need(&meta, start, inherited) {
-            return Ok(Outcome::act(action));
-        }
+    if let Some(action) = need(&meta, start, inherited) {
+        return Ok(Outcome::act(action));
     }
     touch(store, &meta, ctx.now_ms)?;
     let view = reading(store, &meta, inherited);
@@ -438,7 +438,11 @@ pub fn acquire<S: Store>(
     let meta = current_meta(store, ctx.now_ms)?;
     let mut chunks = Vec::new();
     if let (Some(m), true) = (&meta, req.sub_offset > 0) {
-        let offset = req.offset.unwrap_or(m.tail);
+        // An offset the source never issued is refused by `fork::acquire`.
+        let offset = match req.offset {
+            None => m.tail,
+            Some(w) => m.resolve(w).unwrap_or(m.tail),
+        };
         if offset < m.tail && !m.soft_deleted {
             if let Some(action) = need(m, offset, inherited) {
                 return Ok(action);

@@ -11,8 +11,9 @@
 //! message in two.
 
 use crate::protocol::content_type::ContentType;
+use crate::protocol::error::Invalid;
 use crate::protocol::expiry::Expiry;
-use crate::protocol::offset::Offset;
+use crate::protocol::offset::{Offset, WireOffset};
 use crate::protocol::producer::{ProducerTuple, StreamSeq};
 
 /// How a fork refers to its source (PROTOCOL.md §4.2). The fork shares the
@@ -35,6 +36,9 @@ pub struct ForkLink {
     pub point: Offset,
     /// The expiry came from the source, not from the request.
     pub expiry_inherited: bool,
+    /// Offsets of the source chain this fork also accepts: each ancestor's
+    /// generation and the position up to which its data is inherited.
+    pub ancestors: Vec<(u64, u64)>,
 }
 
 /// The single metadata row of a stream.
@@ -43,6 +47,9 @@ pub struct StreamMeta {
     /// Minted at creation; part of every ETag, so a re-created stream never
     /// answers 304 to a tag of its predecessor.
     pub stream_id: String,
+    /// Minted at creation, different for every creation at this path: the
+    /// first component of every offset the stream prints (PROTOCOL.md §8).
+    pub generation: u64,
     pub content_type: ContentType,
     pub tail: Offset,
     pub closed: bool,
@@ -60,6 +67,30 @@ pub struct StreamMeta {
 }
 
 impl StreamMeta {
+    /// How this stream prints a position.
+    pub fn wire(&self, position: Offset) -> String {
+        WireOffset::new(self.generation, position).to_string()
+    }
+
+    /// The position a client's offset names in this stream: one this stream
+    /// printed, the universal start, or (on a fork) one its source chain
+    /// printed for the inherited range. Anything else was never issued here.
+    pub fn resolve(&self, w: WireOffset) -> Result<Offset, Invalid> {
+        let pos = w.position;
+        let ok = w == WireOffset::START
+            || w.generation == self.generation
+            || self.fork.as_ref().is_some_and(|f| {
+                f.ancestors
+                    .iter()
+                    .any(|(g, limit)| *g == w.generation && pos.position() <= *limit)
+            });
+        if ok && pos <= self.tail {
+            Ok(pos)
+        } else {
+            Err(Invalid::Offset)
+        }
+    }
+
     /// Where the stream's own chunks begin: 0, or a fork's point.
     pub fn own_start(&self) -> Offset {
         self.fork.as_ref().map_or(Offset::ZERO, |f| f.point)

@@ -82,6 +82,9 @@ pub trait Store {
     fn refs(&self) -> Result<u64, Self::Error>;
     /// Every queued outgoing message.
     fn outbox(&self) -> Result<Vec<Outgoing>, Self::Error>;
+    /// The generation of the last stream created here (0 if none); kept
+    /// across deletes, so every creation gets a new one.
+    fn last_generation(&self) -> Result<u64, Self::Error>;
     fn commit(&self, commit: Commit) -> Result<(), Self::Error>;
 }
 
@@ -99,6 +102,7 @@ struct MemInner {
     /// fork id → fork path.
     refs: BTreeMap<String, String>,
     outbox: BTreeMap<String, Outgoing>,
+    last_generation: u64,
 }
 
 impl MemInner {
@@ -168,6 +172,10 @@ impl Store for MemStore {
         Ok(self.inner.borrow().outbox.values().cloned().collect())
     }
 
+    fn last_generation(&self) -> Result<u64, Self::Error> {
+        Ok(self.inner.borrow().last_generation)
+    }
+
     fn commit(&self, commit: Commit) -> Result<(), Self::Error> {
         let mut inner = self.inner.borrow_mut();
         match commit {
@@ -177,6 +185,7 @@ impl Store for MemStore {
                 settle,
             } => {
                 inner.clear();
+                inner.last_generation = meta.generation;
                 inner.meta = Some(meta);
                 inner
                     .chunks

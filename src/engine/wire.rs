@@ -10,6 +10,8 @@ use super::state::Chunk;
 use crate::protocol::content_type::ContentType;
 use crate::protocol::expiry::Expiry;
 use crate::protocol::offset::Offset;
+#[cfg(test)]
+use crate::protocol::offset::WireOffset;
 use serde_json::{json, Value};
 
 const HEAD: u8 = 1;
@@ -91,8 +93,10 @@ pub fn encode_acquired(a: &Acquired) -> Vec<u8> {
         Expiry::At { ms, text } => (None, Some(*ms), Some(text.clone())),
     };
     json!({
-        "offset": a.offset.to_string(),
-        "point": a.point.to_string(),
+        "offset": a.offset.position(),
+        "point": a.point.position(),
+        "generation": a.generation,
+        "ancestors": a.ancestors,
         "contentType": a.content_type.as_str(),
         "ttl": ttl,
         "expiresAtMs": at_ms,
@@ -118,8 +122,15 @@ pub fn decode_acquired(bytes: &[u8]) -> Option<Acquired> {
         _ => Expiry::Never,
     };
     Some(Acquired {
-        offset: v.get("offset")?.as_str()?.parse::<Offset>().ok()?,
-        point: v.get("point")?.as_str()?.parse::<Offset>().ok()?,
+        offset: Offset::new(v.get("offset")?.as_u64()?)?,
+        point: Offset::new(v.get("point")?.as_u64()?)?,
+        generation: v.get("generation")?.as_u64()?,
+        ancestors: v
+            .get("ancestors")?
+            .as_array()?
+            .iter()
+            .map(|pair| Some((pair.get(0)?.as_u64()?, pair.get(1)?.as_u64()?)))
+            .collect::<Option<Vec<_>>>()?,
         content_type: ContentType::parse(v.get("contentType")?.as_str()?).ok()?,
         expiry,
         source_id: v.get("sourceId")?.as_str()?.to_string(),
@@ -180,7 +191,7 @@ mod tests {
         let a = Acquire {
             fork_path: "a/b".into(),
             fork_id: "id1".into(),
-            offset: Offset::new(9),
+            offset: Some(WireOffset::new(12, Offset::new(9).unwrap())),
             sub_offset: 3,
             content_type: Some(ContentType::parse("application/json").unwrap()),
         };
@@ -200,6 +211,8 @@ mod tests {
                 text: "x".into(),
             },
             source_id: "s".into(),
+            generation: 4,
+            ancestors: vec![(1, 10), (2, 20)],
         };
         assert_eq!(decode_acquired(&encode_acquired(&got)), Some(got));
         assert_eq!(decode_release(&encode_release("i")), Some("i".into()));

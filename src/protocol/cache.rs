@@ -18,7 +18,11 @@ pub const SSE: &str = "no-cache";
 /// The ETag of a read of `[start, end)`.
 pub fn etag(stream_id: &str, start: Offset, end: Offset, closed: bool) -> String {
     let suffix = if closed { ":c" } else { "" };
-    format!("\"{stream_id}:{start}:{end}{suffix}\"")
+    format!(
+        "\"{stream_id}:{}:{}{suffix}\"",
+        start.position(),
+        end.position()
+    )
 }
 
 /// Whether an `If-None-Match` value matches `tag` (weak comparison,
@@ -39,10 +43,7 @@ mod tests {
         let b = Offset::new(5).unwrap();
         let open = etag("s1", a, b, false);
         let closed = etag("s1", a, b, true);
-        assert_eq!(
-            open,
-            "\"s1:0000000000000000_0000000000000000:0000000000000000_0000000000000005\""
-        );
+        assert_eq!(open, "\"s1:0:5\"");
         assert_ne!(open, closed);
         assert!(closed.ends_with(":c\""));
     }

@@ -4,7 +4,6 @@
 //! those live in the adapter, not here.
 
 use super::headers as h;
-use super::offset::Offset;
 
 /// A 400 reason. Each variant is one kind of malformed input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,7 +143,7 @@ pub enum ProtocolError {
     /// 409: the append's content type differs from the stream's (§5.2).
     ContentTypeMismatch,
     /// 409: append to a closed stream (§5.2), with its final offset.
-    StreamClosed { tail: Offset },
+    StreamClosed { tail: String },
     /// 409: `Stream-Seq` not greater than the last one (§5.2).
     SeqRegression,
     /// 409: a producer sequence gap (§5.2.1).
@@ -221,7 +220,7 @@ impl ProtocolError {
                 "stream is closed".into(),
                 vec![
                     (h::STREAM_CLOSED, "true".into()),
-                    (h::STREAM_NEXT_OFFSET, tail.to_string()),
+                    (h::STREAM_NEXT_OFFSET, tail.clone()),
                 ],
             ),
             SeqRegression => (
@@ -275,7 +274,7 @@ mod tests {
     #[test]
     fn closed_conflict_carries_the_final_offset() {
         let v = ProtocolError::StreamClosed {
-            tail: Offset::new(7).unwrap(),
+            tail: "0000000000000000_0000000000000007".into(),
         }
         .view();
         assert_eq!(v.status, 409);

@@ -1,12 +1,21 @@
 //! Stream offsets (PROTOCOL.md §8).
 //!
-//! Wire form: `%016d_%016d`, the reference servers' shape: a read sequence
-//! (always 0 here: a stream is one log) and the byte position in the stream's
-//! stored representation. Fixed width makes lexicographic order equal numeric
-//! order, as §8 requires. Parsing is strict: exactly 16 digits, `_`, 16 digits,
-//! a zero read sequence and a position at most 2^53−1 (positions cross into
-//! JavaScript and SQLite as doubles). The sentinels `-1` and `now` are request
-//! values only ([`OffsetParam`]); they are never printed as an [`Offset`].
+//! Wire form: `%016d_%016d`, the reference servers' shape: a generation and
+//! a byte position. The position counts bytes of the stream's stored form;
+//! the generation is minted when the stream is created and differs for
+//! every creation at the same path, so an offset names a position in one
+//! incarnation of a stream only. That is what makes a chunk URL immutable
+//! and safe to cache for good: after a delete and re-create, old offsets are
+//! refused instead of naming other bytes. `0000000000000000_0000000000000000`
+//! is the start of every stream (the conformance suite uses it as a fork
+//! offset). Fixed width makes lexicographic order equal numeric order within
+//! a stream, as §8 requires. Parsing is strict: exactly 16 digits, `_`, 16
+//! digits, each at most 2^53−1 (they cross into JavaScript and SQLite as
+//! doubles). The sentinels `-1` and `now` are request values only
+//! ([`OffsetParam`]).
+//!
+//! Inside the engine an [`Offset`] is just a position; [`WireOffset`] is the
+//! printed and parsed form, resolved against a stream by the engine.
 
 use std::fmt;
 use std::str::FromStr;
@@ -17,17 +26,23 @@ pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 const DIGITS: usize = 16;
 const WIRE_LEN: usize = DIGITS * 2 + 1;
 
-/// A position in a stream, as minted by this server.
+/// A byte position in a stream's stored form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Offset(u64);
+
+/// An offset as clients see it: a stream generation and a position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WireOffset {
+    pub generation: u64,
+    pub position: Offset,
+}
 
 /// Why an offset string was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OffsetError {
     /// Not `16 digits _ 16 digits`.
     Malformed,
-    /// Well-formed but not one this server mints (non-zero read sequence or
-    /// a position beyond 2^53−1).
+    /// Well-formed but past 2^53−1.
     OutOfRange,
 }
 
@@ -49,23 +64,39 @@ impl Offset {
     }
 }
 
-impl fmt::Display for Offset {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016}_{:016}", 0, self.0)
+impl WireOffset {
+    /// The start of every stream, whatever its generation.
+    pub const START: WireOffset = WireOffset {
+        generation: 0,
+        position: Offset::ZERO,
+    };
+
+    pub fn new(generation: u64, position: Offset) -> WireOffset {
+        WireOffset {
+            generation,
+            position,
+        }
     }
 }
 
-fn all_digits(s: &[u8]) -> bool {
-    s.iter().all(u8::is_ascii_digit)
+impl fmt::Display for WireOffset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016}_{:016}", self.generation, self.position.0)
+    }
 }
 
-fn parse_digits(s: &[u8]) -> u64 {
-    // Callers pass at most 16 ASCII digits, so this cannot overflow u64.
-    s.iter()
-        .fold(0u64, |acc, d| acc * 10 + u64::from(d.wrapping_sub(b'0')))
+fn parse_digits(s: &[u8]) -> Option<u64> {
+    if s.len() != DIGITS || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    // 16 ASCII digits cannot overflow u64.
+    Some(
+        s.iter()
+            .fold(0u64, |acc, d| acc * 10 + u64::from(d.wrapping_sub(b'0'))),
+    )
 }
 
-impl FromStr for Offset {
+impl FromStr for WireOffset {
     type Err = OffsetError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -73,15 +104,20 @@ impl FromStr for Offset {
         if bytes.len() != WIRE_LEN {
             return Err(OffsetError::Malformed);
         }
-        let (seq, rest) = bytes.split_at(DIGITS);
+        let (gen, rest) = bytes.split_at(DIGITS);
         let (sep, pos) = rest.split_at(1);
-        if sep != b"_" || !all_digits(seq) || !all_digits(pos) {
+        if sep != b"_" {
             return Err(OffsetError::Malformed);
         }
-        if parse_digits(seq) != 0 {
+        let generation = parse_digits(gen).ok_or(OffsetError::Malformed)?;
+        let position = parse_digits(pos).ok_or(OffsetError::Malformed)?;
+        if generation > MAX_SAFE_INTEGER {
             return Err(OffsetError::OutOfRange);
         }
-        Offset::new(parse_digits(pos)).ok_or(OffsetError::OutOfRange)
+        Ok(WireOffset {
+            generation,
+            position: Offset::new(position).ok_or(OffsetError::OutOfRange)?,
+        })
     }
 }
 
@@ -92,8 +128,8 @@ pub enum OffsetParam {
     Start,
     /// `now`: the current tail.
     Now,
-    /// A server-minted offset.
-    At(Offset),
+    /// An offset as printed by a stream.
+    At(WireOffset),
 }
 
 impl FromStr for OffsetParam {
@@ -112,27 +148,34 @@ impl FromStr for OffsetParam {
 mod tests {
     use super::*;
 
+    fn w(g: u64, p: u64) -> WireOffset {
+        WireOffset::new(g, Offset::new(p).unwrap())
+    }
+
     #[test]
-    fn zero_prints_as_the_reference_literal() {
+    fn start_prints_as_the_reference_literal() {
         assert_eq!(
-            Offset::ZERO.to_string(),
+            WireOffset::START.to_string(),
             "0000000000000000_0000000000000000"
         );
     }
 
     #[test]
     fn round_trips() {
-        for p in [0, 1, 42, 123_456_789, MAX_SAFE_INTEGER] {
-            let o = Offset::new(p).unwrap();
-            assert_eq!(o.to_string().parse::<Offset>(), Ok(o));
+        for (g, p) in [
+            (0, 0),
+            (1_764_028_800_123, 42),
+            (7, 123_456_789),
+            (MAX_SAFE_INTEGER, MAX_SAFE_INTEGER),
+        ] {
+            let o = w(g, p);
+            assert_eq!(o.to_string().parse::<WireOffset>(), Ok(o));
         }
     }
 
     #[test]
-    fn lexicographic_order_is_numeric_order() {
-        let a = Offset::new(9).unwrap().to_string();
-        let b = Offset::new(10).unwrap().to_string();
-        assert!(a < b);
+    fn lexicographic_order_is_numeric_order_within_a_generation() {
+        assert!(w(5, 9).to_string() < w(5, 10).to_string());
     }
 
     #[test]
@@ -150,18 +193,22 @@ mod tests {
             "0000000000000000__000000000000000",
             "０000000000000000_000000000000000",
         ] {
-            assert_eq!(s.parse::<Offset>(), Err(OffsetError::Malformed), "{s:?}");
+            assert_eq!(
+                s.parse::<WireOffset>(),
+                Err(OffsetError::Malformed),
+                "{s:?}"
+            );
         }
     }
 
     #[test]
-    fn rejects_offsets_this_server_never_mints() {
+    fn rejects_values_past_the_safe_integer_bound() {
         assert_eq!(
-            "0000000000000001_0000000000000000".parse::<Offset>(),
+            "9999999999999999_0000000000000000".parse::<WireOffset>(),
             Err(OffsetError::OutOfRange)
         );
         assert_eq!(
-            "0000000000000000_9999999999999999".parse::<Offset>(),
+            "0000000000000000_9999999999999999".parse::<WireOffset>(),
             Err(OffsetError::OutOfRange)
         );
     }

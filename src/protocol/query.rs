@@ -75,7 +75,7 @@ impl ReadQuery {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::offset::Offset;
+    use crate::protocol::offset::{Offset, WireOffset};
 
     #[test]
     fn defaults_to_catch_up_from_the_start() {
@@ -96,7 +96,10 @@ mod tests {
             "cursor=12&live=long-poll&offset=0000000000000000_0000000000000003&x=1",
         )
         .unwrap();
-        assert_eq!(r.offset, Some(OffsetParam::At(Offset::new(3).unwrap())));
+        assert_eq!(
+            r.offset,
+            Some(OffsetParam::At(WireOffset::new(0, Offset::new(3).unwrap())))
+        );
         assert_eq!(r.live, Live::LongPoll);
         assert_eq!(r.cursor.as_deref(), Some("12"));
     }

@@ -8,13 +8,12 @@
 //! event or inject a field.
 
 use super::content_type::SseEncoding;
-use super::offset::Offset;
 use base64::Engine as _;
 
 /// What a control event says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Control {
-    pub next_offset: Offset,
+    pub next_offset: String,
     /// Omitted once the stream is closed (§5.8).
     pub cursor: Option<String>,
     pub up_to_date: bool,
@@ -160,7 +159,7 @@ mod tests {
     #[test]
     fn control_fields() {
         let c = Control {
-            next_offset: Offset::new(5).unwrap(),
+            next_offset: "0000000000000000_0000000000000005".into(),
             cursor: Some("42".into()),
             up_to_date: true,
             closed: false,
