@@ -41,6 +41,7 @@ export interface Stats {
   exists: boolean
   softDeleted: boolean
   wasmMemoryBytes: number
+  requests: number
 }
 
 export async function stats(base: string, name: string): Promise<Stats> {

@@ -32,6 +32,8 @@ if [ "$cargo_status" -ne 0 ] && [ "$cf" -eq 0 ]; then failed=$((failed + 1)); br
 [ "$cf" -gt 0 ] && broken+=("cargo test")
 
 step "wasm build" ./scripts/build.sh
+# The deployable bundle, checked offline (no account, no network).
+step "wrangler deploy --dry-run" wrangler deploy --dry-run --outdir build/deploy
 
 echo "== vitest (Miniflare + conformance)"
 if [ -f build/index.js ]; then

@@ -313,10 +313,7 @@ fn etags() {
     h.send(put("text/plain").with_body(b"abc".to_vec()));
     let r = h.send(get(""));
     let tag = r.get("etag").unwrap().to_string();
-    assert_eq!(
-        r.get("cache-control"),
-        Some("public, max-age=60, stale-while-revalidate=300")
-    );
+    assert_eq!(r.get("cache-control"), Some("no-cache"), "reaches the tail");
     let nm = h.send(get("").with_header("if-none-match", &tag));
     assert_eq!(nm.status, 304);
     assert!(nm.body.is_empty());
@@ -327,6 +324,39 @@ fn etags() {
     let now = h.send(get("offset=now"));
     assert_eq!(now.get("etag"), None);
     assert_eq!(now.get("cache-control"), Some("no-store"));
+}
+
+/// §10.1 cache policy: immutable only for chunks of this incarnation that end before the tail.
+#[test]
+fn cache_policy() {
+    let config = Config {
+        max_read_chunk_bytes: 4,
+        ..Config::default()
+    };
+    let mut h = Harness::with_config(config);
+    h.send(put("text/plain").with_body(b"abcd".to_vec()));
+    let start = next_offset(&h.send(req(Method::Head, "")))
+        .replace("_0000000000000004", "_0000000000000000");
+    h.send(post("text/plain", b"efgh"));
+    let cc = |r: &durable_streams_edge::engine::response::Response| {
+        r.get("cache-control").unwrap().to_string()
+    };
+    let pinned = h.send(get(&format!("offset={start}")));
+    assert_eq!(pinned.body, b"abcd");
+    assert_eq!(cc(&pinned), "public, max-age=31536000, immutable");
+    let at_tail = h.send(get(&format!("offset={}", next_offset(&pinned))));
+    assert_eq!(cc(&at_tail), "no-cache", "reaches the tail");
+    assert_eq!(
+        cc(&h.send(get("offset=-1"))),
+        "no-cache",
+        "-1 names no incarnation"
+    );
+    assert_eq!(
+        cc(&h.send(get("offset=0000000000000000_0000000000000000"))),
+        "no-cache"
+    );
+    assert_eq!(cc(&h.send(get("offset=now"))), "no-store");
+    assert_eq!(cc(&h.send(req(Method::Head, ""))), "no-store");
 }
 
 /// §5.6: reads are capped; only the last page is up to date and closed.

@@ -1,15 +1,18 @@
 //! The Cloudflare adapter (wasm32 only): the Worker entry routes every
 //! `/v1/stream/<path>` request to the Durable Object named by the stream's
-//! canonical path; everything else is answered here. This module tree is the
-//! only code that imports `worker`.
+//! canonical path, through the edge cache for cacheable reads; everything
+//! else is answered here. This module tree is the only code that imports
+//! `worker`.
 
 mod convert;
+mod edge_cache;
 mod forks;
 mod live;
 mod object;
 mod sql_store;
 
 use crate::engine::response::Response as Neutral;
+use crate::protocol::cache;
 use crate::protocol::error::ProtocolError;
 use crate::protocol::path::StreamPath;
 use worker::{event, Context, Env, Request, Response, Result};
@@ -27,31 +30,54 @@ fn test_routes_enabled(env: &Env) -> bool {
 }
 
 #[event(fetch)]
-async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    let (response, x_cache) = route(req, &env, &ctx).await?;
+    match x_cache {
+        Some(x) => edge_cache::mark(response, x),
+        None => Ok(response),
+    }
+}
+
+/// The response, and the `X-Cache` value still to set on it (`None` when
+/// the edge cache set it).
+async fn route(
+    mut req: Request,
+    env: &Env,
+    ctx: &Context,
+) -> Result<(Response, Option<&'static str>)> {
+    const BYPASS: Option<&str> = Some("BYPASS");
     if req.method() == worker::Method::Options {
-        return convert::render(Neutral::preflight());
+        return Ok((convert::render(Neutral::preflight())?, BYPASS));
     }
     let url = req.url()?;
     if let Some(raw) = url.path().strip_prefix(TEST_PREFIX) {
-        if test_routes_enabled(&env) {
+        if test_routes_enabled(env) {
             if let Ok(path) = StreamPath::parse(raw) {
                 let stub = env.durable_object(BINDING)?.get_by_name(path.as_str())?;
-                return stub.fetch_with_request(req).await;
+                return Ok((stub.fetch_with_request(req).await?, BYPASS));
             }
         }
     }
     match StreamPath::from_url_path(url.path()) {
         Ok(Some(path)) => {
+            if req.method() == worker::Method::Get {
+                if let Some(key) = cache::key(url.path(), url.query().unwrap_or_default()) {
+                    return Ok((
+                        edge_cache::read(req, env, ctx, path.as_str(), key).await?,
+                        None,
+                    ));
+                }
+            }
             let stub = env.durable_object(BINDING)?.get_by_name(path.as_str())?;
-            stub.fetch_with_request(req).await
+            Ok((stub.fetch_with_request(req).await?, BYPASS))
         }
         Ok(None) => {
             convert::drain(&mut req).await;
-            convert::render_error(&ProtocolError::NotFound)
+            Ok((convert::render_error(&ProtocolError::NotFound)?, BYPASS))
         }
         Err(e) => {
             convert::drain(&mut req).await;
-            convert::render_error(&e)
+            Ok((convert::render_error(&e)?, BYPASS))
         }
     }
 }

@@ -45,6 +45,8 @@ struct Shared {
     live: Rc<Live>,
     schema_ready: Cell<bool>,
     fault: Cell<Option<Fault>>,
+    /// Client requests served (the edge-cache tests observe it).
+    requests: Cell<u64>,
 }
 
 #[durable_object]
@@ -190,6 +192,7 @@ impl StreamObject {
             "softDeleted": meta.is_some_and(|m| m.soft_deleted),
             // The isolate's wasm heap: linear memory never shrinks, so this is its peak.
             "wasmMemoryBytes": core::arch::wasm32::memory_size::<0>() * 65536,
+            "requests": self.shared.requests.get(),
         });
         Response::from_json(&body)
     }
@@ -309,6 +312,7 @@ impl StreamObject {
 
     /// A client request against this stream.
     async fn public(&self, request: &NeutralRequest) -> Result<Response> {
+        self.shared.requests.set(self.shared.requests.get() + 1);
         let now = now_ms();
         let id = new_stream_id(now);
         let mut inherited: Vec<Chunk> = Vec::new();
@@ -439,6 +443,7 @@ impl DurableObject for StreamObject {
             live: Rc::new(Live::default()),
             schema_ready: Cell::new(false),
             fault: Cell::new(None),
+            requests: Cell::new(0),
         });
         StreamObject { state, shared }
     }

@@ -43,6 +43,9 @@ pub struct LongPoll {
     pub cursor: Option<String>,
     /// `offset=-1`: the client is not caught up by definition, never wait.
     pub from_start: bool,
+    /// The offset names this incarnation: a 200 may be cached for one
+    /// cursor interval (§10.1).
+    pub pinned: bool,
 }
 
 /// What a long-poll does next.
@@ -52,7 +55,12 @@ pub enum PollStep {
     Wait(LongPoll),
 }
 
-fn data_response(meta: &StreamMeta, slice: &Slice, cursor: String) -> Response {
+fn data_response(
+    meta: &StreamMeta,
+    slice: &Slice,
+    cursor: String,
+    cache_control: String,
+) -> Response {
     let closed = closed_at(meta, slice.end);
     let mut r = Response::new(200)
         .header(h::CONTENT_TYPE, meta.content_type.as_str())
@@ -61,7 +69,7 @@ fn data_response(meta: &StreamMeta, slice: &Slice, cursor: String) -> Response {
             h::ETAG,
             cache::etag(&meta.stream_id, slice.start, slice.end, closed),
         )
-        .header(h::CACHE_CONTROL, cache::CATCH_UP);
+        .header(h::CACHE_CONTROL, cache_control);
     if !closed {
         r = r.header(h::STREAM_CURSOR, cursor);
     }
@@ -89,7 +97,12 @@ pub fn poll<S: Store>(
     if wait.offset < meta.tail || wait.from_start {
         let slice = read_range(store, meta, wait.offset, ctx.config.max_read_chunk_bytes)?;
         let cursor = cursor_for(ctx, wait.cursor.as_deref());
-        return Ok(PollStep::Respond(data_response(meta, &slice, cursor)));
+        let cc = if wait.pinned {
+            cache::for_interval(ctx.config.cursor_interval_s)
+        } else {
+            cache::NO_STORE.to_string()
+        };
+        return Ok(PollStep::Respond(data_response(meta, &slice, cursor, cc)));
     }
     let no_content = || {
         Response::new(204)

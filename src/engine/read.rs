@@ -111,10 +111,13 @@ pub fn closed_at(meta: &StreamMeta, end: Offset) -> bool {
 
 /// The catch-up response for `[start, …)`, or 304 when `if_none_match`
 /// names the same range in the same state.
+/// `pinned`: the request named an offset of this incarnation, so a chunk
+/// that ends before the tail is immutable (see `protocol::cache`).
 pub fn catch_up<S: Store>(
     store: &S,
     meta: &StreamMeta,
     start: Offset,
+    pinned: bool,
     if_none_match: Option<&str>,
     cap: u64,
 ) -> Result<Response, Failure<S::Error>> {
@@ -132,20 +135,20 @@ pub fn catch_up<S: Store>(
             closed_at(meta, meta.tail),
         );
         if cache::if_none_match(inm, &tag) {
-            return Ok(not_modified(meta, tag, meta.tail));
+            return Ok(not_modified(meta, tag, meta.tail, pinned));
         }
     }
     let slice = read_range(store, meta, start, cap)?;
     let closed = closed_at(meta, slice.end);
     let tag = cache::etag(&meta.stream_id, start, slice.end, closed);
     if if_none_match.is_some_and(|inm| cache::if_none_match(inm, &tag)) {
-        return Ok(not_modified(meta, tag, slice.end));
+        return Ok(not_modified(meta, tag, slice.end, pinned));
     }
     let mut r = Response::new(200)
         .header(h::CONTENT_TYPE, meta.content_type.as_str())
         .header(h::STREAM_NEXT_OFFSET, meta.wire(slice.end))
         .header(h::ETAG, tag)
-        .header(h::CACHE_CONTROL, cache::CATCH_UP);
+        .header(h::CACHE_CONTROL, policy(meta, slice.end, pinned));
     if slice.end == meta.tail {
         r = r.header(h::STREAM_UP_TO_DATE, "true");
     }
@@ -155,10 +158,19 @@ pub fn catch_up<S: Store>(
     Ok(r.body(render_body(meta, &slice.data)))
 }
 
-fn not_modified(meta: &StreamMeta, tag: String, end: Offset) -> Response {
+/// The catch-up policy of `protocol::cache`.
+fn policy(meta: &StreamMeta, end: Offset, pinned: bool) -> &'static str {
+    if pinned && end < meta.tail {
+        cache::IMMUTABLE
+    } else {
+        cache::REVALIDATE
+    }
+}
+
+fn not_modified(meta: &StreamMeta, tag: String, end: Offset, pinned: bool) -> Response {
     let r = Response::new(304)
         .header(h::ETAG, tag)
-        .header(h::CACHE_CONTROL, cache::CATCH_UP)
+        .header(h::CACHE_CONTROL, policy(meta, end, pinned))
         .header(h::STREAM_NEXT_OFFSET, meta.wire(end));
     if end == meta.tail {
         r.header(h::STREAM_UP_TO_DATE, "true")

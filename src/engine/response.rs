@@ -19,7 +19,7 @@ producer-seq, authorization, cache-control";
 /// Response headers a browser client may read.
 const EXPOSE_HEADERS: &str = "content-type, etag, location, stream-next-offset, stream-cursor, \
 stream-up-to-date, stream-closed, stream-ttl, stream-expires-at, stream-sse-data-encoding, producer-epoch, \
-producer-seq, producer-expected-seq, producer-received-seq";
+producer-seq, producer-expected-seq, producer-received-seq, x-cache";
 
 impl Response {
     pub fn new(status: u16) -> Response {

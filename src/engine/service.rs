@@ -343,10 +343,18 @@ fn get<S: Store>(
     touch(store, &meta, ctx.now_ms)?;
     let view = reading(store, &meta, inherited);
     let cap = ctx.config.max_read_chunk_bytes;
+    let pinned = matches!(param, OffsetParam::At(w) if w.generation == meta.generation);
     let action = match query.live {
         Live::CatchUp => Action::Respond(match param {
             OffsetParam::Now => read::at_now(&meta),
-            _ => read::catch_up(&view, &meta, start, req.header(h::IF_NONE_MATCH), cap)?,
+            _ => read::catch_up(
+                &view,
+                &meta,
+                start,
+                pinned,
+                req.header(h::IF_NONE_MATCH),
+                cap,
+            )?,
         }),
         Live::LongPoll => {
             let wait = LongPoll {
@@ -354,6 +362,7 @@ fn get<S: Store>(
                 deadline: ctx.now_ms.saturating_add(ctx.config.long_poll_timeout_ms),
                 cursor: query.cursor,
                 from_start: param == OffsetParam::Start,
+                pinned,
             };
             match live::poll(&view, Some(&meta), wait, ctx)? {
                 PollStep::Respond(r) => Action::Respond(r),

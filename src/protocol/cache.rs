@@ -1,5 +1,18 @@
-//! Cache policy values (PROTOCOL.md §10.1, §5.5, §12.7): `Cache-Control` per
-//! response kind, ETags and `If-None-Match` matching.
+//! Cache policy (PROTOCOL.md §10.1, §5.5, §12.7): `Cache-Control` per
+//! response kind, the Worker's cache keys, ETags and `If-None-Match`.
+//!
+//! | response | Cache-Control |
+//! | --- | --- |
+//! | catch-up from an offset of this incarnation, ending before the tail | `public, max-age=31536000, immutable` |
+//! | long-poll 200 from an offset of this incarnation | `public, max-age=<cursor interval>` |
+//! | catch-up reaching the tail, or from `-1`/no offset | `no-cache` (revalidate: read-your-writes) |
+//! | HEAD, `offset=now`, long-poll 204, errors | `no-store` |
+//! | SSE | `no-cache` |
+//!
+//! An offset names one incarnation of a stream (its generation), so a chunk
+//! that ends before the tail is the same bytes forever: immutable. A read
+//! that reaches the tail may grow, and one from `-1` does not name an
+//! incarnation, so neither may be served without asking the origin.
 //!
 //! ETag: `"{stream_id}:{start}:{end}"`, plus `:c` once the stream is closed and
 //! the response reaches its final offset, so a close changes the tag (§10.1).
@@ -8,12 +21,58 @@
 
 use super::offset::Offset;
 
-/// Catch-up reads of shared streams (§10.1).
-pub const CATCH_UP: &str = "public, max-age=60, stale-while-revalidate=300";
+/// A chunk that can never change (see the module table).
+pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+/// Stored only if revalidated on every use (ETag → 304).
+pub const REVALIDATE: &str = "no-cache";
 /// HEAD, `offset=now` and anything that must not be stored (§5.5, §8).
 pub const NO_STORE: &str = "no-store";
 /// SSE (§5.8): never stored by intermediaries.
 pub const SSE: &str = "no-cache";
+
+/// A long-poll answer, for one cursor interval (§10.1 collapsing).
+pub fn for_interval(secs: u64) -> String {
+    format!("public, max-age={secs}")
+}
+
+/// Whether the Worker may store a response with this status and policy.
+pub fn storable(status: u16, cache_control: &str) -> bool {
+    status == 200
+        && cache_control.split(',').any(|d| d.trim() == "public")
+        && cache_control
+            .split(',')
+            .filter_map(|d| d.trim().strip_prefix("max-age="))
+            .any(|v| v.parse::<u64>().is_ok_and(|s| s > 0))
+}
+
+/// The Worker's cache key for a read, or `None` when the read is never
+/// served from the cache (SSE, `offset=now`, `-1`/no offset, bad queries).
+/// Only the protocol's parameters count, sorted by name; unknown ones are
+/// dropped; nothing user-specific is part of it.
+pub fn key(url_path: &str, query: &str) -> Option<String> {
+    use super::offset::OffsetParam;
+    use super::query::{Live, ReadQuery};
+    let q = ReadQuery::parse(query).ok()?;
+    let OffsetParam::At(offset) = q.offset? else {
+        return None;
+    };
+    let mut params = Vec::new();
+    match q.live {
+        Live::Sse => return None,
+        Live::CatchUp => {}
+        Live::LongPoll => {
+            if let Some(c) = &q.cursor {
+                params.push(format!("cursor={c}"));
+            }
+            params.push("live=long-poll".to_string());
+        }
+    }
+    params.push(format!("offset={offset}"));
+    Some(format!(
+        "https://cache.durable-streams.invalid{url_path}?{}",
+        params.join("&")
+    ))
+}
 
 /// The ETag of a read of `[start, end)`.
 pub fn etag(stream_id: &str, start: Offset, end: Offset, closed: bool) -> String {
@@ -46,6 +105,47 @@ mod tests {
         assert_eq!(open, "\"s1:0:5\"");
         assert_ne!(open, closed);
         assert!(closed.ends_with(":c\""));
+    }
+
+    #[test]
+    fn keys_are_canonical_and_only_for_cacheable_reads() {
+        let o = "0001760000000000_0000000000000005";
+        assert_eq!(
+            key("/v1/stream/a", &format!("x=1&offset={o}")).as_deref(),
+            Some("https://cache.durable-streams.invalid/v1/stream/a?offset=0001760000000000_0000000000000005")
+        );
+        let lp = key(
+            "/v1/stream/a",
+            &format!("offset={o}&cursor=7&live=long-poll"),
+        );
+        assert_eq!(
+            lp,
+            key(
+                "/v1/stream/a",
+                &format!("live=long-poll&cursor=7&offset={o}")
+            )
+        );
+        assert!(lp.unwrap().contains("?cursor=7&live=long-poll&offset="));
+        for q in [
+            "",
+            "offset=-1",
+            "offset=now",
+            &format!("offset={o}&live=sse"),
+            "offset=junk",
+            "offset=now&live=long-poll",
+        ] {
+            assert_eq!(key("/v1/stream/a", q), None, "{q}");
+        }
+    }
+
+    #[test]
+    fn only_public_answers_with_a_lifetime_are_stored() {
+        assert!(storable(200, IMMUTABLE));
+        assert!(storable(200, &for_interval(20)));
+        assert!(!storable(200, REVALIDATE));
+        assert!(!storable(200, NO_STORE));
+        assert!(!storable(204, IMMUTABLE));
+        assert!(!storable(200, "public, max-age=0"));
     }
 
     #[test]

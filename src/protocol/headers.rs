@@ -10,6 +10,8 @@ pub const IF_NONE_MATCH: &str = "if-none-match";
 pub const LOCATION: &str = "location";
 pub const ALLOW: &str = "allow";
 pub const VARY: &str = "vary";
+/// What the Worker's edge cache did: `HIT`, `MISS` or `BYPASS`.
+pub const X_CACHE: &str = "x-cache";
 
 pub const STREAM_TTL: &str = "stream-ttl";
 pub const STREAM_EXPIRES_AT: &str = "stream-expires-at";

@@ -1,0 +1,136 @@
+/**
+ * Edge caching in the Worker (PROTOCOL.md §10, src/cloudflare/edge_cache.rs):
+ * immutable chunks come from caches.default without reaching the object,
+ * identical concurrent long-polls collapse into one request, and nothing
+ * stale is served where the protocol promises fresh data.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "vitest"
+import type { Miniflare } from "miniflare"
+import { start } from "./mf.mjs"
+import { stats, uniq, until } from "./helpers"
+
+let mf: Miniflare
+let base = ""
+beforeAll(async () => {
+  // Small pages, so short streams have chunks that end before the tail; a
+  // long-poll that outlasts the test's appends.
+  ;({ mf, base } = await start({ vars: { MAX_READ_CHUNK_BYTES: "16", LONG_POLL_TIMEOUT_MS: "5000" } }))
+})
+afterAll(async () => {
+  await mf.dispose()
+})
+
+const text = { "content-type": "text/plain" }
+
+/** A stream of `n` 8-byte appends; returns its URL, name and the offsets after each append. */
+async function stream(n: number): Promise<{ url: string; name: string; offsets: Array<string> }> {
+  const name = uniq("cache")
+  const url = `${base}/v1/stream/${name}`
+  const put = await fetch(url, { method: "PUT", headers: text })
+  const offsets = [put.headers.get("stream-next-offset")!]
+  for (let i = 0; i < n; i++) {
+    const r = await fetch(url, { method: "POST", headers: text, body: `${String(i).padStart(7, "-")};` })
+    offsets.push(r.headers.get("stream-next-offset")!)
+  }
+  return { url, name, offsets }
+}
+
+describe("edge cache", () => {
+  test("a mid-stream chunk is cached: the second read is a HIT that never reaches the object", async () => {
+    const { url, name, offsets } = await stream(6)
+    const first = await fetch(`${url}?offset=${offsets[1]}`)
+    expect(first.headers.get("x-cache")).toBe("MISS")
+    expect(first.headers.get("cache-control")).toContain("immutable")
+    const body = await first.text()
+    expect(body).toBe("------1;------2;")
+    let hit: Response | undefined
+    await until(async () => {
+      const before = (await stats(base, name)).requests
+      const r = await fetch(`${url}?offset=${offsets[1]}`)
+      if (r.headers.get("x-cache") !== "HIT") return false
+      expect(await r.text()).toBe(body)
+      expect((await stats(base, name)).requests, "the HIT did not reach the object").toBe(before)
+      hit = r
+      return true
+    })
+    // If-None-Match is answered from the cache too.
+    const nm = await fetch(`${url}?offset=${offsets[1]}`, { headers: { "if-none-match": hit!.headers.get("etag")! } })
+    expect(nm.status).toBe(304)
+    expect(nm.headers.get("x-cache")).toBe("HIT")
+  })
+
+  test("100 concurrent long-polls at one offset and cursor cost the object at most 2 requests", { timeout: 30_000 }, async () => {
+    const { url, name, offsets } = await stream(1)
+    const tail = offsets[1]!
+    const cursor = "12345"
+    const before = (await stats(base, name)).requests
+    const polls = Array.from({ length: 100 }, () =>
+      fetch(`${url}?offset=${tail}&live=long-poll&cursor=${cursor}`).then(async (r) => ({ status: r.status, body: await r.text(), x: r.headers.get("x-cache") }))
+    )
+    await until(async () => (await stats(base, name)).parked >= 1)
+    await fetch(url, { method: "POST", headers: text, body: "wake-up;" })
+    const results = await Promise.all(polls)
+    for (const r of results) {
+      expect(r.status).toBe(200)
+      expect(r.body).toBe("wake-up;")
+    }
+    const after = (await stats(base, name)).requests
+    // `after - before` counts the long-polls that reached the object, plus the append.
+    expect(after - before - 1).toBeLessThanOrEqual(2)
+    console.log(`collapse: 100 long-polls -> ${after - before - 1} request(s) to the object`)
+  })
+
+  test("read-your-writes: a read reaching the tail is never served from the cache", async () => {
+    const { url, offsets } = await stream(1)
+    const from = offsets[0]!
+    const a = await fetch(`${url}?offset=${from}`)
+    expect(a.headers.get("stream-up-to-date")).toBe("true")
+    expect(a.headers.get("cache-control")).toBe("no-cache")
+    await fetch(url, { method: "POST", headers: text, body: "appended" })
+    let got = ""
+    let offset = from
+    for (let i = 0; i < 10; i++) {
+      const r = await fetch(`${url}?offset=${offset}`)
+      expect(r.headers.get("x-cache")).not.toBe("HIT")
+      got += await r.text()
+      offset = r.headers.get("stream-next-offset")!
+      if (r.headers.get("stream-up-to-date")) break
+    }
+    expect(got).toBe("------0;appended")
+  })
+
+  test("a chunk cached before a close never claims Stream-Closed; the final offset still tells", async () => {
+    const { url, offsets } = await stream(4)
+    const mid = offsets[1]!
+    const first = await fetch(`${url}?offset=${mid}`)
+    const next = first.headers.get("stream-next-offset")!
+    await first.text()
+    await until(async () => (await fetch(`${url}?offset=${mid}`)).headers.get("x-cache") === "HIT")
+    await fetch(url, { method: "POST", headers: { ...text, "stream-closed": "true" } })
+    const cached = await fetch(`${url}?offset=${mid}`)
+    expect(cached.headers.get("x-cache")).toBe("HIT")
+    expect(cached.headers.get("stream-closed")).toBeNull()
+    expect(cached.headers.get("stream-next-offset")).toBe(next)
+    const last = await fetch(`${url}?offset=${next}`)
+    const lastBody = await last.text()
+    const eof = await fetch(`${url}?offset=${last.headers.get("stream-next-offset")}`)
+    expect(lastBody).toBe("------3;")
+    expect(eof.headers.get("stream-closed")).toBe("true")
+    expect(eof.headers.get("x-cache")).not.toBe("HIT")
+  })
+
+  test("every response says what the cache did", async () => {
+    const { url, offsets } = await stream(1)
+    const xs = async (r: Promise<Response>) => (await r).headers.get("x-cache")
+    expect(await xs(fetch(url, { method: "HEAD" }))).toBe("BYPASS")
+    expect(await xs(fetch(url, { method: "POST", headers: text, body: "x" }))).toBe("BYPASS")
+    expect(await xs(fetch(`${url}?offset=-1`))).toBe("BYPASS")
+    expect(await xs(fetch(`${url}?offset=now`))).toBe("BYPASS")
+    expect(await xs(fetch(`${base}/nowhere`))).toBe("BYPASS")
+    expect(await xs(fetch(`${url}?offset=${offsets[0]}`))).toMatch(/^(MISS|HIT)$/)
+    const sse = new AbortController()
+    const s = await fetch(`${url}?offset=now&live=sse`, { signal: sse.signal })
+    expect(s.headers.get("x-cache")).toBe("BYPASS")
+    sse.abort()
+  })
+})
