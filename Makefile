@@ -30,7 +30,7 @@ crash-test: build
 
 # Benchmarks under local workerd (README.md); not part of `make test`.
 bench: build
-	@mkdir -p .test-results && node bench/live.mjs --out .test-results/bench-live.json
+	@mkdir -p .test-results && node bench/run.mjs --out .test-results/bench.json
 
 clean:
 	rm -rf build target .test-results

@@ -78,6 +78,13 @@ describe("edge cache", () => {
     // `after - before` counts the long-polls that reached the object, plus the append.
     expect(after - before - 1).toBeLessThanOrEqual(2)
     console.log(`collapse: 100 long-polls -> ${after - before - 1} request(s) to the object`)
+    // A late long-poll with the same offset and cursor, within the cursor
+    // interval, gets the same answer without reaching the object.
+    const late = await fetch(`${url}?offset=${tail}&live=long-poll&cursor=${cursor}`)
+    expect(late.status).toBe(200)
+    expect(late.headers.get("x-cache")).toBe("HIT")
+    expect(await late.text()).toBe("wake-up;")
+    expect((await stats(base, name)).requests).toBe(after)
   })
 
   test("read-your-writes: a read reaching the tail is never served from the cache", async () => {

@@ -54,6 +54,9 @@ if [ "$vitest_status" -ne 0 ] && [ "$vf" -eq 0 ]; then vf=1; fi
 passed=$((passed + vp)); failed=$((failed + vf))
 [ "$vf" -gt 0 ] && broken+=("vitest")
 
+# The benchmark still works (a few seconds; figures are not asserted).
+step "bench smoke" node bench/run.mjs --smoke
+
 if [ -f "$OUT/vitest.json" ]; then
   node scripts/conformance-count.mjs "$OUT/vitest.json" | tee "$OUT/conformance.txt"
 fi

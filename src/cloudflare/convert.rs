@@ -32,6 +32,16 @@ pub async fn read_body(req: &mut worker::Request, limit: u64) -> Result<Vec<u8>,
     if matches!(req.method(), worker::Method::Get | worker::Method::Head) {
         return Ok(Vec::new());
     }
+    // A declared length within the limit: one read of the whole body.
+    let declared = req
+        .headers()
+        .get(crate::protocol::headers::CONTENT_LENGTH)
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n <= limit) {
+        return req.bytes().await.map_err(|_| BodyError::Broken);
+    }
     let Ok(mut stream) = req.stream() else {
         return Ok(Vec::new());
     };

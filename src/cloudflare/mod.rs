@@ -25,6 +25,13 @@ pub const BINDING: &str = "STREAMS";
 /// the test harness sets and wrangler.toml never does.
 pub const TEST_PREFIX: &str = "/__test/stream/";
 
+/// The cursor interval (§10.1), from the same variable the objects read.
+fn cursor_interval_ms(env: &Env) -> u64 {
+    crate::engine::config::Config::from_lookup(|n| env.var(n).ok().map(|v| v.to_string()))
+        .cursor_interval_s
+        * 1000
+}
+
 fn test_routes_enabled(env: &Env) -> bool {
     env.var("TEST_ROUTES").is_ok_and(|v| v.to_string() == "1")
 }
@@ -62,10 +69,13 @@ async fn route(
         Ok(Some(path)) => {
             if req.method() == worker::Method::Get {
                 if let Some(key) = cache::key(url.path(), url.query().unwrap_or_default()) {
-                    return Ok((
-                        edge_cache::read(req, env, ctx, path.as_str(), key).await?,
-                        None,
-                    ));
+                    // Long-poll answers are reused in-isolate for one cursor interval.
+                    let long_poll_ms = key
+                        .contains("live=long-poll")
+                        .then(|| cursor_interval_ms(env));
+                    let r =
+                        edge_cache::read(req, env, ctx, path.as_str(), key, long_poll_ms).await?;
+                    return Ok((r, None));
                 }
             }
             let stub = env.durable_object(BINDING)?.get_by_name(path.as_str())?;

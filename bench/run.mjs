@@ -1,0 +1,160 @@
+// `make bench`: this worker under local workerd against the official Node
+// reference server (in memory and file-backed) and a do-nothing Durable
+// Object baseline, same machine, same run, same workloads; prints a table
+// with ratios and writes JSON. Loopback only; every workload is bounded in
+// time and count. `--smoke` runs everything tiny (a few seconds) and fails
+// if any figure is missing: that is what `make test` runs.
+//
+//   node bench/run.mjs [--smoke] [--out FILE]
+import { spawn } from "node:child_process"
+import { readFileSync, statSync, writeFileSync } from "node:fs"
+import { cpus } from "node:os"
+import path from "node:path"
+import { gzipSync } from "node:zlib"
+import { ROOT } from "../miniflare-tests/mf.mjs"
+import { baseline, node, ours } from "./servers.mjs"
+import { appends, catchUp, fanOut, parkedMemory, producerBatches } from "./workloads.mjs"
+
+const smoke = process.argv.includes("--smoke")
+const outIdx = process.argv.indexOf("--out")
+const out = outIdx > 0 ? process.argv[outIdx + 1] : null
+const P = smoke
+  ? { duration: 300, mb: 1, readers: 5, messages: 5, interval: 50, parked: 20 }
+  : { duration: 4000, mb: 10, readers: 100, messages: 100, interval: 50, parked: 1000 }
+const uniq = (p) => `${p}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+
+/** Bundle sizes, and the first request after `wrangler dev` reports ready. */
+async function bundleAndColdStart() {
+  const wasm = readFileSync(path.join(ROOT, "build/index_bg.wasm"))
+  const js = readFileSync(path.join(ROOT, "build/index.js"))
+  const result = { wasm_bytes: wasm.length, wasm_gzip_bytes: gzipSync(wasm).length, js_bytes: statSync(path.join(ROOT, "build/index.js")).size, js_gzip_bytes: gzipSync(js).length }
+  if (smoke) return result
+  const port = 18000 + Math.floor(Math.random() * 2000)
+  const t0 = performance.now()
+  const child = spawn("bash", ["-c", `source scripts/env.sh && exec wrangler dev --ip 127.0.0.1 --port ${port} --persist-to .wrangler/bench-state`], {
+    cwd: ROOT,
+    detached: true,
+    stdio: "ignore",
+  })
+  try {
+    const base = `http://127.0.0.1:${port}`
+    for (let i = 0; i < 1200; i++) {
+      try {
+        await fetch(`${base}/`)
+        break
+      } catch {
+        await sleep(100)
+      }
+    }
+    result.wrangler_ready_ms = performance.now() - t0
+    const s = performance.now()
+    const r = await fetch(`${base}/v1/stream/${uniq("cold")}`, { method: "PUT", headers: { "content-type": "text/plain" } })
+    result.first_request_ms = performance.now() - s
+    result.first_request_status = r.status
+    const s2 = performance.now()
+    await fetch(`${base}/v1/stream/${uniq("warm")}`, { method: "PUT", headers: { "content-type": "text/plain" } })
+    result.second_request_ms = performance.now() - s2
+  } finally {
+    process.kill(-child.pid, "SIGTERM")
+  }
+  return result
+}
+
+async function measure(srv) {
+  const r = {}
+  r.appends_16x16 = await appends(srv, { writers: 16, pathFor: (i) => `/v1/stream/${uniq(`a${i}`)}`, durationMs: P.duration, bodyBytes: 100 })
+  const hot = `/v1/stream/${uniq("hot")}`
+  r.appends_hot = await appends(srv, { writers: 16, pathFor: () => hot, durationMs: P.duration, bodyBytes: 100 })
+  r.producers = await producerBatches(srv, { producers: 4, batch: 10, durationMs: P.duration })
+  r.catch_up = await catchUp(srv, { mb: P.mb })
+  r.fanout_long_poll = await fanOut(srv, { kind: "long-poll", readers: P.readers, messages: P.messages, intervalMs: P.interval })
+  r.fanout_sse = await fanOut(srv, { kind: "sse", readers: P.readers, messages: P.messages, intervalMs: P.interval })
+  r.parked_sse = await parkedMemory(srv, { parked: P.parked })
+  return r
+}
+
+async function measureBaseline(srv) {
+  const w = (mode, hot) => {
+    const name = uniq(mode)
+    return appends(srv, { writers: 16, pathFor: (i) => `/${mode}/${hot ? name : `${name}-${i}`}`, durationMs: P.duration, bodyBytes: 100, setup: false })
+  }
+  return { echo_16x16: await w("echo", false), insert_16x16: await w("insert", false), insert_hot: await w("insert", true) }
+}
+
+const results = { date: new Date().toISOString(), machine: `${cpus().length} cores, ${cpus()[0]?.model ?? "?"}`, smoke, params: P, servers: {} }
+results.bundle = await bundleAndColdStart()
+for (const start of [ours, () => node(false), () => node(true)]) {
+  const srv = await start()
+  try {
+    results.servers[srv.name] = await measure(srv)
+  } finally {
+    await srv.stop()
+  }
+}
+{
+  const srv = await baseline()
+  try {
+    results.baseline = await measureBaseline(srv)
+  } finally {
+    await srv.stop()
+  }
+}
+
+// The table: our figure, each reference, and ours ÷ reference.
+const S = results.servers
+const names = ["ours (workerd)", "node (memory)", "node (file)"]
+const rows = [
+  ["appends/s, 16 writers on 16 streams", (r) => r.appends_16x16.ops_per_s, "higher"],
+  ["  p50 ms", (r) => r.appends_16x16.p50_ms, "lower"],
+  ["  p99 ms", (r) => r.appends_16x16.p99_ms, "lower"],
+  ["appends/s, 16 writers on one stream", (r) => r.appends_hot.ops_per_s, "higher"],
+  ["  p50 ms", (r) => r.appends_hot.p50_ms, "lower"],
+  ["  p99 ms", (r) => r.appends_hot.p99_ms, "lower"],
+  ["producer messages/s (batches of 10)", (r) => r.producers.messages_per_s, "higher"],
+  [`catch-up MB/s, ${P.mb} MB cold`, (r) => r.catch_up.cold_mb_per_s, "higher"],
+  [`catch-up MB/s, ${P.mb} MB warm`, (r) => r.catch_up.warm_mb_per_s, "higher"],
+  [`${P.readers} long-poll readers, delivery p50 ms`, (r) => r.fanout_long_poll.p50_ms, "lower"],
+  ["  p99 ms", (r) => r.fanout_long_poll.p99_ms, "lower"],
+  [`${P.readers} SSE readers, delivery p50 ms`, (r) => r.fanout_sse.p50_ms, "lower"],
+  ["  p99 ms", (r) => r.fanout_sse.p99_ms, "lower"],
+  [`KiB per parked SSE reader (${P.parked})`, (r) => r.parked_sse.bytes_per_reader / 1024, "lower"],
+]
+const fmt = (v) => (Number.isFinite(v) ? (Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(1)) : "n/a")
+const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? `${(a / b).toFixed(2)}x` : "n/a")
+const table = [
+  `| workload | ours | node memory | node file | ours ÷ memory | ours ÷ file | better |`,
+  `| --- | --- | --- | --- | --- | --- | --- |`,
+  ...rows.map(([label, get, better]) => {
+    const [o, m, f] = names.map((n) => get(S[n]))
+    return `| ${label} | ${fmt(o)} | ${fmt(m)} | ${fmt(f)} | ${ratio(o, m)} | ${ratio(o, f)} | ${better} |`
+  }),
+]
+const b = results.baseline
+const o = S["ours (workerd)"]
+table.push(
+  "",
+  `| same runtime, do-nothing Durable Object | appends/s | ours as a share of it |`,
+  `| --- | --- | --- |`,
+  `| echo, 16 writers on 16 objects | ${fmt(b.echo_16x16.ops_per_s)} | ${((100 * o.appends_16x16.ops_per_s) / b.echo_16x16.ops_per_s).toFixed(0)} % |`,
+  `| one SQLite insert, 16 writers on 16 objects | ${fmt(b.insert_16x16.ops_per_s)} | ${((100 * o.appends_16x16.ops_per_s) / b.insert_16x16.ops_per_s).toFixed(0)} % |`,
+  `| one SQLite insert, 16 writers on one object | ${fmt(b.insert_hot.ops_per_s)} | ${((100 * o.appends_hot.ops_per_s) / b.insert_hot.ops_per_s).toFixed(0)} % |`,
+  "",
+  `bundle: wasm ${(results.bundle.wasm_bytes / 1024).toFixed(0)} KiB raw, ${(results.bundle.wasm_gzip_bytes / 1024).toFixed(0)} KiB gzip; ` +
+    `JS ${(results.bundle.js_bytes / 1024).toFixed(0)} KiB raw, ${(results.bundle.js_gzip_bytes / 1024).toFixed(0)} KiB gzip` +
+    (results.bundle.first_request_ms !== undefined
+      ? `; wrangler dev ready after ${(results.bundle.wrangler_ready_ms / 1000).toFixed(1)} s (build included), first request ${fmt(results.bundle.first_request_ms)} ms, second ${fmt(results.bundle.second_request_ms)} ms`
+      : "")
+)
+console.log(`\n${results.date} — ${results.machine}${smoke ? " (smoke run)" : ""}\n`)
+console.log(table.join("\n"))
+results.table = table
+if (out) writeFileSync(out, JSON.stringify(results, null, 2))
+if (smoke) {
+  const missing = rows.flatMap(([label, get]) => names.filter((n) => !(get(S[n]) >= 0)).map((n) => `${label} / ${n}`))
+  if (missing.length) {
+    console.error(`bench smoke: missing figures: ${missing.join("; ")}`)
+    process.exit(1)
+  }
+  console.log("bench smoke: every figure present")
+}
