@@ -35,9 +35,18 @@ impl Cluster {
         self.objects.entry(path.to_string()).or_default()
     }
 
-    fn ctx_parts(&mut self) -> (u64, String, Config, u64) {
+    /// Runs `f` on `path`'s object with a fresh context; `id` overrides the
+    /// new stream id (a fork keeps its id across its steps).
+    fn on<R>(&mut self, path: &str, id: Option<&str>, f: impl FnOnce(&MemStore, &Ctx) -> R) -> R {
         self.ids += 1;
-        (self.now, format!("id{}", self.ids), self.config, self.ids)
+        let fresh = format!("id{}", self.ids);
+        let ctx = Ctx {
+            now_ms: self.now,
+            new_stream_id: id.unwrap_or(&fresh),
+            config: &self.config,
+            random: self.ids,
+        };
+        f(self.objects.entry(path.to_string()).or_default(), &ctx)
     }
 
     fn req(path: &str, method: Method, query: &str) -> Request {
@@ -53,15 +62,10 @@ impl Cluster {
     fn chunks(&mut self, source: &str, from: u64, to: u64) -> Vec<Chunk> {
         let mut inherited = Vec::new();
         loop {
-            let (now, id, config, r) = self.ctx_parts();
-            let ctx = Ctx {
-                now_ms: now,
-                new_stream_id: &id,
-                config: &config,
-                random: r,
-            };
-            let store = self.objects.entry(source.to_string()).or_default();
-            match service::chunks(store, from, to, &ctx, &inherited).unwrap() {
+            let action = self.on(source, None, |store, ctx| {
+                service::chunks(store, from, to, ctx, &inherited).unwrap()
+            });
+            match action {
                 Action::NeedInherited {
                     source: s,
                     from: f,
@@ -83,44 +87,34 @@ impl Cluster {
 
     /// Delivers every due message of `path` (releases cascade onward).
     fn deliver(&mut self, path: &str) {
+        let now = self.now;
         let due: Vec<_> = self
             .store(path)
             .outbox()
             .unwrap()
             .into_iter()
-            .filter(|o| o.due_ms <= self.now)
+            .filter(|o| o.due_ms <= now)
             .collect();
         for o in due {
-            let (now, id, config, r) = self.ctx_parts();
-            let ctx = Ctx {
-                now_ms: now,
-                new_stream_id: &id,
-                config: &config,
-                random: r,
-            };
-            let src = self.objects.entry(o.source.clone()).or_default();
-            assert_eq!(service::release(src, &o.fork_id, &ctx).unwrap().status, 204);
+            let r = self.on(&o.source, None, |src, ctx| {
+                service::release(src, &o.fork_id, ctx).unwrap()
+            });
+            assert_eq!(r.status, 204);
             self.store(path)
                 .commit(Commit::Settle {
                     fork_id: o.fork_id.clone(),
                 })
                 .unwrap();
-            self.deliver(&o.source.clone());
+            self.deliver(&o.source);
         }
     }
 
     fn send(&mut self, path: &str, req: Request) -> Response {
         let mut inherited = Vec::new();
         loop {
-            let (now, id, config, r) = self.ctx_parts();
-            let ctx = Ctx {
-                now_ms: now,
-                new_stream_id: &id,
-                config: &config,
-                random: r,
-            };
-            let store = self.objects.entry(path.to_string()).or_default();
-            let outcome = service::handle(store, &req, &ctx, &inherited).unwrap();
+            let outcome = self.on(path, None, |store, ctx| {
+                service::handle(store, &req, ctx, &inherited).unwrap()
+            });
             match outcome.action {
                 Action::Respond(r) => {
                     self.deliver(path);
@@ -129,57 +123,47 @@ impl Cluster {
                 Action::NeedInherited { source, from, to } => {
                     inherited = self.chunks(&source, from, to)
                 }
-                Action::Fork { source, acquire } => {
-                    return self.fork(path, &req, &source, acquire, &id)
-                }
+                Action::Fork { source, acquire } => return self.fork(path, &req, &source, acquire),
                 other => panic!("unexpected {other:?}"),
             }
         }
     }
 
+    /// The adapter's fork creation (src/cloudflare/object.rs), step by step.
     fn fork(
         &mut self,
         path: &str,
         req: &Request,
         source: &str,
         acquire: durable_streams_edge::engine::fork::Acquire,
-        id: &str,
     ) -> Response {
+        let id = acquire.fork_id.clone();
         let due = self.now + self.config.fork_grace_ms;
         self.store(path)
-            .commit(service::fork_intent(source, id, due))
+            .commit(service::fork_intent(source, &id, due))
             .unwrap();
-        let (now, _, config, r) = self.ctx_parts();
-        let answer = {
-            let ctx = Ctx {
-                now_ms: now,
-                new_stream_id: id,
-                config: &config,
-                random: r,
-            };
-            let src = self.objects.entry(source.to_string()).or_default();
-            match service::acquire(src, &acquire, &ctx, &[]).unwrap() {
-                Action::Respond(r) => r,
-                other => panic!("{other:?}"),
-            }
+        let answer = match self.on(source, Some(&id), |src, ctx| {
+            service::acquire(src, &acquire, ctx, &[]).unwrap()
+        }) {
+            Action::Respond(r) => r,
+            other => panic!("{other:?}"),
         };
         if answer.status != 200 {
             self.store(path)
-                .commit(Commit::Settle { fork_id: id.into() })
+                .commit(Commit::Settle { fork_id: id })
                 .unwrap();
             return answer;
         }
         let acquired = wire::decode_acquired(&answer.body).unwrap();
-        let ctx = Ctx {
-            now_ms: now,
-            new_stream_id: id,
-            config: &config,
-            random: r,
-        };
-        let store = self.objects.entry(path.to_string()).or_default();
-        let (outcome, committed) = service::finish_fork(store, req, &ctx, &acquired).unwrap();
+        let now = self.now;
+        let (outcome, committed) = self.on(path, Some(&id), |store, ctx| {
+            let done = service::finish_fork(store, req, ctx, &acquired).unwrap();
+            if !done.1 {
+                service::abandon_fork(store, source, &id, now).unwrap();
+            }
+            done
+        });
         if !committed {
-            service::abandon_fork(store, source, id, now).unwrap();
             self.deliver(path);
         }
         match outcome.action {
@@ -359,7 +343,6 @@ fn a_released_intent_blocks_the_commit() {
     let mut c = Cluster::new(Config::default());
     c.send("a", put("a", "text/plain", b"x"));
     let req = fork_of("b", "a");
-    let (now, _, config, r) = c.ctx_parts();
     let acquire = durable_streams_edge::engine::fork::Acquire {
         fork_path: "b".into(),
         fork_id: "late".into(),
@@ -367,25 +350,24 @@ fn a_released_intent_blocks_the_commit() {
         sub_offset: 0,
         content_type: None,
     };
-    let ctx = Ctx {
-        now_ms: now,
-        new_stream_id: "late",
-        config: &config,
-        random: r,
-    };
-    let answer = match service::acquire(c.store("a"), &acquire, &ctx, &[]).unwrap() {
+    let answer = match c.on("a", Some("late"), |src, ctx| {
+        service::acquire(src, &acquire, ctx, &[]).unwrap()
+    }) {
         Action::Respond(r) => r,
         other => panic!("{other:?}"),
     };
     let acquired = wire::decode_acquired(&answer.body).unwrap();
     // No intent in b's outbox (the alarm settled it): the commit must not happen.
-    let (outcome, committed) = service::finish_fork(c.store("b"), &req, &ctx, &acquired).unwrap();
+    let (outcome, committed) = c.on("b", Some("late"), |store, ctx| {
+        service::finish_fork(store, &req, ctx, &acquired).unwrap()
+    });
     assert!(!committed);
     match outcome.action {
         Action::Respond(r) => assert_eq!(r.status, 503),
         other => panic!("{other:?}"),
     }
     assert_eq!(c.store("b").meta().unwrap(), None);
+    let now = c.now;
     service::abandon_fork(c.store("b"), "a", "late", now).unwrap();
     assert_eq!(
         c.store("b").outbox().unwrap()[0].kind,

@@ -43,13 +43,9 @@ impl Harness {
         }
     }
 
-    pub fn ctx_id(&mut self) -> String {
-        self.ids += 1;
-        format!("s{}", self.ids)
-    }
-
-    /// The service's action for a request (a response, or a live read to drive).
-    pub fn act(&mut self, req: Request) -> Action {
+    /// Runs `f` with the store and a fresh per-request context (a new
+    /// stream id and random value each time).
+    pub fn with_ctx<R>(&mut self, f: impl FnOnce(&MemStore, &Ctx) -> R) -> R {
         self.ids += 1;
         let id = format!("s{}", self.ids);
         let ctx = Ctx {
@@ -58,33 +54,24 @@ impl Harness {
             config: &self.config,
             random: self.ids,
         };
-        let outcome = service::handle(&self.store, &req, &ctx, &[]).unwrap();
+        f(&self.store, &ctx)
+    }
+
+    /// The service's action for a request (a response, or a live read to drive).
+    pub fn act(&mut self, req: Request) -> Action {
+        let outcome = self.with_ctx(|store, ctx| service::handle(store, &req, ctx, &[]).unwrap());
         self.alarms.extend(outcome.alarm);
         outcome.action
     }
 
     /// A parked long-poll's next step at the current time.
     pub fn resume(&mut self, wait: LongPoll) -> Action {
-        let id = self.ctx_id();
-        let ctx = Ctx {
-            now_ms: self.now,
-            new_stream_id: &id,
-            config: &self.config,
-            random: self.ids,
-        };
-        service::resume_long_poll(&self.store, wait, &ctx, &[]).unwrap()
+        self.with_ctx(|store, ctx| service::resume_long_poll(store, wait, ctx, &[]).unwrap())
     }
 
     /// An SSE connection's next step at the current time.
     pub fn sse(&mut self, state: &mut SseState, keepalive: bool) -> SseStep {
-        let id = self.ctx_id();
-        let ctx = Ctx {
-            now_ms: self.now,
-            new_stream_id: &id,
-            config: &self.config,
-            random: self.ids,
-        };
-        service::sse_next(&self.store, state, &ctx, keepalive, &[]).unwrap()
+        self.with_ctx(|store, ctx| service::sse_next(store, state, ctx, keepalive, &[]).unwrap())
     }
 
     pub fn advance(&mut self, ms: u64) {
