@@ -11,12 +11,14 @@
 //!
 //! - [`protocol`]: wire values and codecs, with no storage, time or platform.
 //!   - `headers`: every header and query name, as constants.
-//!   - `offset`: `Offset` (`%016d_%016d`) and the `-1`/`now` sentinels (§8).
+//!   - `offset`: positions, wire offsets (`%016d_%016d`: generation, position), `-1`/`now` (§8).
 //!   - `content_type`: media types compared by essence; JSON mode, SSE encoding (§9).
 //!   - `expiry`: strict `Stream-TTL`, RFC 3339 `Stream-Expires-At` (§5.1).
 //!   - `producer`: idempotent producer headers and `Stream-Seq` (§5.2, §5.2.1).
 //!   - `json`: JSON-mode validation, one-level flattening, stored form (§9.1).
-//!   - `cache`: Cache-Control values, ETags, `If-None-Match` (§10).
+//!   - `cache`: cache policy and keys, ETags, `If-None-Match` (§10).
+//!   - `cursor`: long-poll and SSE cursors with jitter (§10.1).
+//!   - `sse`: SSE event framing, base64, UTF-8-safe cuts (§5.8).
 //!   - `path`: stream path validation and canonical names (§12.2).
 //!   - `query`: `offset`, `live`, `cursor` parsing (§5.6–§5.8).
 //!   - `error`: the one `ProtocolError` enum and its status/code/header view.
@@ -24,9 +26,13 @@
 //!   - `state`: metadata, producer state and chunk rows; cutting appends into rows.
 //!   - `store`: the synchronous storage contract and an in-memory store.
 //!   - `create`, `append`, `read`, `producer`: one decision each (§5.1–§5.6).
+//!   - `live`: long-poll and SSE steps: answer now, wait, or end (§5.7, §5.8).
+//!   - `fork`: fork headers, expiry inheritance, acquire, inherited reads (§4.2).
+//!   - `wire`: the messages between a fork's object and its source's.
 //!   - `service`: load → decide → persist → render for one request.
 //!   - `request`, `response`, `config`, `failure`, `body`: neutral types and helpers.
-//! - `cloudflare` (wasm32 only): the Worker entry, the Durable Object, its
+//! - `cloudflare` (wasm32 only): the Worker entry and its edge cache, the
+//!   Durable Object, live readers, the fork protocol between objects, the
 //!   SQLite store and request/response conversion; the only code that uses `worker`.
 
 // Nothing on a request path may panic: a panic resets every Durable Object in
