@@ -87,6 +87,22 @@ describe("edge cache", () => {
     expect((await stats(base, name)).requests).toBe(after)
   })
 
+  test("large long-poll answers are not kept in the isolate", async () => {
+    const name = uniq("big-lp")
+    const url = `${base}/v1/stream/${name}`
+    const start = (await fetch(url, { method: "PUT", headers: text })).headers.get("stream-next-offset")!
+    await fetch(url, { method: "POST", headers: text, body: "y".repeat(40 * 1024) })
+    const poll = () => fetch(`${url}?offset=${start}&live=long-poll&cursor=7`)
+    const first = await poll()
+    expect(first.status).toBe(200)
+    expect((await first.text()).length).toBe(40 * 1024)
+    const before = (await stats(base, name)).requests
+    const second = await poll()
+    await second.text()
+    expect(second.headers.get("x-cache")).toBe("MISS")
+    expect((await stats(base, name)).requests).toBe(before + 1)
+  })
+
   test("read-your-writes: a read reaching the tail is never served from the cache", async () => {
     const { url, offsets } = await stream(1)
     const from = offsets[0]!

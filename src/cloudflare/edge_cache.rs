@@ -52,7 +52,10 @@ thread_local! {
 }
 
 /// Entries kept at most (finished long-poll answers are dropped first).
-const MAX_ENTRIES: usize = 1024;
+const MAX_ENTRIES: usize = 256;
+/// Largest long-poll answer kept for reuse: with [`MAX_ENTRIES`], at most
+/// 8 MiB of the isolate's 128 MB (a live answer is usually a few appends).
+const MAX_REUSED_BYTES: u32 = 32 * 1024;
 
 fn now_ms() -> u64 {
     worker::Date::now().as_millis()
@@ -261,7 +264,10 @@ pub async fn read(
         .unwrap_or_default();
     let storable = cache::storable(status, &cache_control);
     if leader {
-        settle(&key, long_poll_ms.filter(|_| storable));
+        let small = body
+            .dyn_ref::<js_sys::ArrayBuffer>()
+            .is_some_and(|b| b.byte_length() <= MAX_REUSED_BYTES);
+        settle(&key, long_poll_ms.filter(|_| storable && small));
     }
     if leader && use_cache && tag == MISS && storable {
         let copy = rebuild(&original, status, Some(&body), None)?;
