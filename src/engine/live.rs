@@ -17,7 +17,8 @@ use crate::protocol::headers as h;
 use crate::protocol::offset::{Offset, OffsetParam};
 use crate::protocol::sse::{self, Control};
 
-/// Where a live read starts: `-1` the beginning, `now` the tail.
+/// Where a read starts: `-1` the beginning, `now` the tail, else the
+/// position the client's offset names in this stream.
 pub fn start_offset(meta: &StreamMeta, param: OffsetParam) -> Result<Offset, ProtocolError> {
     match param {
         OffsetParam::Start => Ok(Offset::ZERO),

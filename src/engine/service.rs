@@ -332,11 +332,7 @@ fn get<S: Store>(
     let meta = public_meta(store, ctx.now_ms)?;
     let query = ReadQuery::parse(&req.query)?;
     let param = query.offset.unwrap_or(OffsetParam::Start);
-    let start = match param {
-        OffsetParam::Now => meta.tail,
-        OffsetParam::Start => Offset::ZERO,
-        OffsetParam::At(w) => meta.resolve(w)?,
-    };
+    let start = live::start_offset(&meta, param)?;
     if let Some(action) = need(&meta, start, inherited) {
         return Ok(Outcome::act(action));
     }
@@ -358,7 +354,7 @@ fn get<S: Store>(
         }),
         Live::LongPoll => {
             let wait = LongPoll {
-                offset: live::start_offset(&meta, param)?,
+                offset: start,
                 deadline: ctx.now_ms.saturating_add(ctx.config.long_poll_timeout_ms),
                 cursor: query.cursor,
                 from_start: param == OffsetParam::Start,
@@ -370,12 +366,11 @@ fn get<S: Store>(
             }
         }
         Live::Sse => {
-            let offset = live::start_offset(&meta, param)?;
-            read::check_start(&view, &meta, offset)?;
+            read::check_start(&view, &meta, start)?;
             Action::Sse {
                 head: live::sse_head(&meta),
                 state: SseState {
-                    offset,
+                    offset: start,
                     cursor: query.cursor,
                     started: false,
                 },
