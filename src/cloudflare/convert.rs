@@ -95,11 +95,17 @@ pub fn to_neutral(req: &worker::Request, body: Vec<u8>) -> worker::Result<Reques
 }
 
 /// The platform response for an engine response.
-pub fn render(r: Response) -> worker::Result<worker::Response> {
+/// The platform headers of an engine response.
+fn headers_of(r: &Response) -> worker::Result<Headers> {
     let headers = Headers::new();
     for (name, value) in &r.headers {
         headers.append(name, value)?;
     }
+    Ok(headers)
+}
+
+pub fn render(r: Response) -> worker::Result<worker::Response> {
+    let headers = headers_of(&r)?;
     let builder = ResponseBuilder::new()
         .with_status(r.status)
         .with_headers(headers);
@@ -115,10 +121,7 @@ pub fn render_stream<S>(head: Response, body: S) -> worker::Result<worker::Respo
 where
     S: futures_util::Stream<Item = worker::Result<Vec<u8>>> + 'static,
 {
-    let headers = Headers::new();
-    for (name, value) in &head.headers {
-        headers.append(name, value)?;
-    }
+    let headers = headers_of(&head)?;
     Ok(worker::Response::from_stream(body)?
         .with_status(head.status)
         .with_headers(headers))
