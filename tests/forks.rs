@@ -6,12 +6,15 @@ mod common;
 
 use common::T0;
 use durable_streams_edge::engine::config::Config;
+use durable_streams_edge::engine::ctx::Ctx;
+use durable_streams_edge::engine::fork::Need;
+use durable_streams_edge::engine::outcome::Action;
 use durable_streams_edge::engine::request::{Method, Request};
 use durable_streams_edge::engine::response::Response;
-use durable_streams_edge::engine::service::{self, Action, Ctx};
 use durable_streams_edge::engine::state::Chunk;
 use durable_streams_edge::engine::store::{Commit, MemStore, OutgoingKind, Store};
 use durable_streams_edge::engine::wire;
+use durable_streams_edge::engine::{fork_create, service, source};
 use std::collections::BTreeMap;
 
 #[derive(Default)]
@@ -58,19 +61,15 @@ impl Cluster {
         Request::new(method, &format!("http://h/v1/stream/{path}{q}"))
     }
 
-    /// A source's chunks of [from, to), recursing up its chain like the adapter.
-    fn chunks(&mut self, source: &str, from: u64, to: u64) -> Vec<Chunk> {
+    /// A source's chunks, recursing up its chain like the adapter.
+    fn chunks(&mut self, need: &Need) -> Vec<Chunk> {
         let mut inherited = Vec::new();
         loop {
-            let action = self.on(source, None, |store, ctx| {
-                service::chunks(store, from, to, ctx, &inherited).unwrap()
+            let action = self.on(&need.source, None, |store, ctx| {
+                source::chunks(store, need, ctx, &inherited).unwrap()
             });
             match action {
-                Action::NeedInherited {
-                    source: s,
-                    from: f,
-                    to: t,
-                } => inherited = self.chunks(&s, f, t),
+                Action::NeedInherited(n) => inherited = self.chunks(&n),
                 Action::Respond(r) => {
                     assert_eq!(
                         r.status,
@@ -97,7 +96,7 @@ impl Cluster {
             .collect();
         for o in due {
             let r = self.on(&o.source, None, |src, ctx| {
-                service::release(src, &o.fork_id, ctx).unwrap()
+                source::release(src, &o.fork_id, ctx).unwrap()
             });
             assert_eq!(r.status, 204);
             self.store(path)
@@ -120,9 +119,7 @@ impl Cluster {
                     self.deliver(path);
                     return r;
                 }
-                Action::NeedInherited { source, from, to } => {
-                    inherited = self.chunks(&source, from, to)
-                }
+                Action::NeedInherited(n) => inherited = self.chunks(&n),
                 Action::Fork { source, acquire } => return self.fork(path, &req, &source, acquire),
                 other => panic!("unexpected {other:?}"),
             }
@@ -140,10 +137,10 @@ impl Cluster {
         let id = acquire.fork_id.clone();
         let due = self.now + self.config.fork_grace_ms;
         self.store(path)
-            .commit(service::fork_intent(source, &id, due))
+            .commit(fork_create::fork_intent(source, &id, due))
             .unwrap();
         let answer = match self.on(source, Some(&id), |src, ctx| {
-            service::acquire(src, &acquire, ctx, &[]).unwrap()
+            source::acquire(src, &acquire, ctx, &[]).unwrap()
         }) {
             Action::Respond(r) => r,
             other => panic!("{other:?}"),
@@ -157,9 +154,9 @@ impl Cluster {
         let acquired = wire::decode_acquired(&answer.body).unwrap();
         let now = self.now;
         let (outcome, committed) = self.on(path, Some(&id), |store, ctx| {
-            let done = service::finish_fork(store, req, ctx, &acquired).unwrap();
+            let done = fork_create::finish_fork(store, req, ctx, &acquired).unwrap();
             if !done.1 {
-                service::abandon_fork(store, source, &id, now).unwrap();
+                fork_create::abandon_fork(store, source, &id, now).unwrap();
             }
             done
         });
@@ -351,7 +348,7 @@ fn a_released_intent_blocks_the_commit() {
         content_type: None,
     };
     let answer = match c.on("a", Some("late"), |src, ctx| {
-        service::acquire(src, &acquire, ctx, &[]).unwrap()
+        source::acquire(src, &acquire, ctx, &[]).unwrap()
     }) {
         Action::Respond(r) => r,
         other => panic!("{other:?}"),
@@ -359,7 +356,7 @@ fn a_released_intent_blocks_the_commit() {
     let acquired = wire::decode_acquired(&answer.body).unwrap();
     // No intent in b's outbox (the alarm settled it): the commit must not happen.
     let (outcome, committed) = c.on("b", Some("late"), |store, ctx| {
-        service::finish_fork(store, &req, ctx, &acquired).unwrap()
+        fork_create::finish_fork(store, &req, ctx, &acquired).unwrap()
     });
     assert!(!committed);
     match outcome.action {
@@ -368,7 +365,7 @@ fn a_released_intent_blocks_the_commit() {
     }
     assert_eq!(c.store("b").meta().unwrap(), None);
     let now = c.now;
-    service::abandon_fork(c.store("b"), "a", "late", now).unwrap();
+    fork_create::abandon_fork(c.store("b"), "a", "late", now).unwrap();
     assert_eq!(
         c.store("b").outbox().unwrap()[0].kind,
         OutgoingKind::Release

@@ -9,8 +9,8 @@ mod common;
 
 use common::{Harness, T0};
 use durable_streams_edge::engine::live::SseStep;
+use durable_streams_edge::engine::outcome::Action;
 use durable_streams_edge::engine::request::{Method, Request};
-use durable_streams_edge::engine::service::Action;
 use durable_streams_edge::protocol::path::StreamPath;
 use proptest::prelude::*;
 

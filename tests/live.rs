@@ -5,8 +5,8 @@ mod common;
 
 use common::*;
 use durable_streams_edge::engine::live::{LongPoll, SseState, SseStep};
+use durable_streams_edge::engine::outcome::Action;
 use durable_streams_edge::engine::request::Method;
-use durable_streams_edge::engine::service::Action;
 
 fn parked(a: Action) -> LongPoll {
     match a {

@@ -477,5 +477,15 @@ fn unknown_methods_and_common_headers() {
     assert_eq!(r.status, 405);
     assert!(r.get("allow").unwrap().contains("POST"));
     assert_eq!(r.get("x-content-type-options"), Some("nosniff"));
-    assert_eq!(h.send(req(Method::Options, "")).status, 204);
+    let pre = h.send(req(Method::Options, ""));
+    assert_eq!(pre.status, 204);
+    let origins = pre
+        .headers
+        .iter()
+        .filter(|(n, _)| *n == "access-control-allow-origin")
+        .count();
+    assert_eq!(
+        origins, 1,
+        "a preflight through the engine has one CORS origin"
+    );
 }

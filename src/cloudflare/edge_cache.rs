@@ -243,8 +243,7 @@ pub async fn read(
             // The shared read failed (its first request may have gone away):
             // this request asks the object itself.
             worker::console_log!("collapsed read failed ({e:?}); retrying alone");
-            let stub = env.durable_object(BINDING)?.get_by_name(stream)?;
-            return mark(stub.fetch_with_request(req).await?, MISS);
+            return mark(super::forward(env, stream, req).await?, MISS);
         }
     };
     let tag = if finished {

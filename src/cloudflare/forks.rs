@@ -8,8 +8,9 @@
 //!          S: validate (404 / 409 soft-deleted / 409 content type / 400 offsets),
 //!             resolve the point, INSERT OR IGNORE fork_refs(forkId)  → 200 {point, …}
 //!          F: in one commit: create the fork AND settle the intent → 201
-//! read     F → S  GET /__internal/chunks?from&to   (S recurses to its own source
-//!          below its point; soft-deleted S still serves)  → framed chunks
+//! read     F → S  GET /__internal/chunks?from&to&id   (id: the source incarnation
+//!          F was made from, else 410; S recurses to its own source below its
+//!          point; soft-deleted S still serves)  → framed chunks
 //! delete   F: in one commit: drop the fork AND queue release(forkId) → 204,
 //!          after delivering it: F → S POST /__internal/release {forkId};
 //!          S: DELETE fork_refs(forkId); if S is soft-deleted with no refs left,
@@ -34,7 +35,7 @@
 //! so a retry or a duplicate delivery changes nothing.
 
 use super::BINDING;
-use crate::engine::fork::{Acquire, Acquired};
+use crate::engine::fork::{Acquire, Acquired, Need};
 use crate::engine::response::Response as Neutral;
 use crate::engine::state::Chunk;
 use crate::engine::wire;
@@ -104,9 +105,12 @@ pub async fn acquire(
     }
 }
 
-/// The source's chunks of `[from, to)`.
-pub async fn chunks(env: &Env, source: &str, from: u64, to: u64) -> Result<Vec<Chunk>, Refused> {
-    let path = format!("{CHUNKS}?from={from}&to={to}");
+/// The source's chunks of `[need.from, need.to)`, from the incarnation
+/// `need.source_id` only.
+pub async fn chunks(env: &Env, need: &Need) -> Result<Vec<Chunk>, Refused> {
+    let id: String = form_urlencoded::byte_serialize(need.source_id.as_bytes()).collect();
+    let path = format!("{CHUNKS}?from={}&to={}&id={id}", need.from, need.to);
+    let source = need.source.as_str();
     let unavailable = || Refused(Neutral::error(&ProtocolError::Unavailable));
     let mut r = call(env, source, &path, None)
         .await

@@ -6,10 +6,15 @@
 
 mod convert;
 mod edge_cache;
+mod fork_object;
 mod forks;
 mod live;
 mod object;
+mod outbox;
+mod shared;
 mod sql_store;
+mod sse_pump;
+mod test_routes;
 
 use crate::engine::response::Response as Neutral;
 use crate::protocol::cache;
@@ -36,12 +41,42 @@ fn test_routes_enabled(env: &Env) -> bool {
     env.var("TEST_ROUTES").is_ok_and(|v| v.to_string() == "1")
 }
 
+/// The Worker entry. A platform failure (a stub fetch that throws, an
+/// overloaded or reset object) is answered with one rendered `503` with
+/// `Retry-After`, CORS and a JSON reason, never a bare 500 that a browser
+/// reports as a CORS failure.
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
-    let (response, x_cache) = route(req, &env, &ctx).await?;
+    let routed = match route(req, &env, &ctx).await {
+        Ok(r) => Ok(r),
+        Err(e) => {
+            worker::console_error!("worker: {e}");
+            convert::render_error(&ProtocolError::Unavailable).map(|r| (r, Some("BYPASS")))
+        }
+    };
+    let (response, x_cache) = routed?;
     match x_cache {
         Some(x) => edge_cache::mark(response, x),
         None => Ok(response),
+    }
+}
+
+/// Sends `req` to the stream's object. A read that fails on the platform
+/// (the stub throws: the object was reset, moved or overloaded) is tried
+/// once more: it is idempotent.
+pub async fn forward(env: &Env, stream: &str, req: Request) -> Result<Response> {
+    let stub = env.durable_object(BINDING)?.get_by_name(stream)?;
+    let again = match req.method() {
+        worker::Method::Get | worker::Method::Head => Some(req.clone()?),
+        _ => None,
+    };
+    match (stub.fetch_with_request(req).await, again) {
+        (Ok(r), _) => Ok(r),
+        (Err(e), Some(again)) => {
+            worker::console_log!("read of {stream} failed ({e}); retrying once");
+            stub.fetch_with_request(again).await
+        }
+        (Err(e), None) => Err(e),
     }
 }
 
@@ -60,8 +95,7 @@ async fn route(
     if let Some(raw) = url.path().strip_prefix(TEST_PREFIX) {
         if test_routes_enabled(env) {
             if let Ok(path) = StreamPath::parse(raw) {
-                let stub = env.durable_object(BINDING)?.get_by_name(path.as_str())?;
-                return Ok((stub.fetch_with_request(req).await?, BYPASS));
+                return Ok((forward(env, path.as_str(), req).await?, BYPASS));
             }
         }
     }
@@ -78,8 +112,7 @@ async fn route(
                     return Ok((r, None));
                 }
             }
-            let stub = env.durable_object(BINDING)?.get_by_name(path.as_str())?;
-            Ok((stub.fetch_with_request(req).await?, BYPASS))
+            Ok((forward(env, path.as_str(), req).await?, BYPASS))
         }
         Ok(None) => {
             convert::drain(&mut req).await;

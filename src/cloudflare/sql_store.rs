@@ -128,6 +128,11 @@ impl SqlStore {
         Ok(())
     }
 
+    /// The object's storage (its alarm).
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
     /// Whether commits queued outgoing messages since the last call.
     pub fn take_outbox_dirty(&self) -> bool {
         self.outbox_dirty.replace(false)

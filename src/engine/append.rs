@@ -16,11 +16,11 @@
 //! 9. one commit: chunks, tail, closure, `Stream-Seq` and producer state.
 
 use super::body::{advance, check_size, chunks_for};
+use super::ctx::Ctx;
 use super::decision::Decision;
 use super::producer::{check, ProducerCheck};
 use super::request::Request;
 use super::response::Response;
-use super::service::Ctx;
 use super::state::{ProducerState, StreamMeta};
 use super::store::Commit;
 use crate::protocol::content_type::ContentType;

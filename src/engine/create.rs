@@ -10,11 +10,11 @@
 //! source's answer ([`super::fork::Acquired`]), then [`finish_fork`].
 
 use super::body::{advance, check_size, chunks_for};
+use super::ctx::Ctx;
 use super::decision::Decision;
 use super::fork::{inherit_expiry, Acquired, ForkInput};
 use super::request::Request;
 use super::response::Response;
-use super::service::Ctx;
 use super::state::{ForkLink, StreamMeta};
 use super::store::Commit;
 use crate::protocol::content_type::ContentType;

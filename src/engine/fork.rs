@@ -105,6 +105,18 @@ pub struct Acquired {
     pub ancestors: Vec<(u64, u64)>,
 }
 
+/// Inherited chunks a fork's read needs from its source: `[from, to)` of
+/// the source's stored bytes. `source_id` names the incarnation the fork was
+/// made from, so a source dropped and re-created at the same path answers
+/// with an error, never with other bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Need {
+    pub source: String,
+    pub source_id: String,
+    pub from: u64,
+    pub to: u64,
+}
+
 /// Where a sub-offset lands (§4.2): `n` bytes (JSON mode: `n` messages) past
 /// `offset`, within the append that starts there. `chunks` are the chunks
 /// from `offset` on (the first may start before it).

@@ -48,8 +48,12 @@ impl Response {
             .map(|(_, v)| v.as_str())
     }
 
-    /// Adds the headers every response carries, errors included.
+    /// Adds the headers every response carries, errors included. Idempotent:
+    /// a finished response is returned as it is.
     pub fn finish(mut self) -> Response {
+        if self.get(h::X_CONTENT_TYPE_OPTIONS).is_some() {
+            return self;
+        }
         self.headers.extend([
             (h::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
             (h::CROSS_ORIGIN_RESOURCE_POLICY, "cross-origin".to_string()),
@@ -93,6 +97,19 @@ mod tests {
         assert_eq!(r.get(h::CROSS_ORIGIN_RESOURCE_POLICY), Some("cross-origin"));
         let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(body["error"]["code"], "NOT_FOUND");
+    }
+
+    #[test]
+    fn finishing_twice_adds_each_header_once() {
+        let r = Response::preflight().finish();
+        for name in [
+            h::ACCESS_CONTROL_ALLOW_ORIGIN,
+            h::ACCESS_CONTROL_EXPOSE_HEADERS,
+            h::X_CONTENT_TYPE_OPTIONS,
+        ] {
+            let n = r.headers.iter().filter(|(k, _)| *k == name).count();
+            assert_eq!(n, 1, "{name}");
+        }
     }
 
     #[test]

@@ -150,6 +150,9 @@ pub enum ProtocolError {
     SeqGap { expected: u64, received: u64 },
     /// 410: the stream is soft-deleted (§4.2).
     Gone,
+    /// 410: a fork's inherited range can no longer be read: the source
+    /// incarnation it was made from is gone.
+    InheritedGone,
     /// 413: the body is larger than the configured limit.
     PayloadTooLarge { limit: u64 },
     /// 414: the stream path is too long.
@@ -239,6 +242,12 @@ impl ProtocolError {
                 ],
             ),
             Gone => (410, "GONE", "stream was deleted".into(), vec![]),
+            InheritedGone => (
+                410,
+                "INHERITED_DATA_GONE",
+                "the stream this fork was made from no longer exists".into(),
+                vec![],
+            ),
             PayloadTooLarge { limit } => (
                 413,
                 "PAYLOAD_TOO_LARGE",
@@ -255,7 +264,7 @@ impl ProtocolError {
                 503,
                 "UNAVAILABLE",
                 "the operation could not complete; retry it".into(),
-                vec![],
+                vec![(h::RETRY_AFTER, "1".into())],
             ),
         };
         ErrorView {

@@ -10,6 +10,7 @@ pub const IF_NONE_MATCH: &str = "if-none-match";
 pub const LOCATION: &str = "location";
 pub const ALLOW: &str = "allow";
 pub const VARY: &str = "vary";
+pub const RETRY_AFTER: &str = "retry-after";
 /// What the Worker's edge cache did: `HIT`, `MISS` or `BYPASS`.
 pub const X_CACHE: &str = "x-cache";
 

@@ -1,0 +1,104 @@
+//! What a stream object's concurrent requests (and the SSE bodies that
+//! outlive them) share: the environment, the configuration, the store, the
+//! live readers, and the one loop that fetches a fork's inherited chunks
+//! and calls the engine again with them.
+
+use super::forks::{self, Refused};
+use super::live::Live;
+use super::sql_store::SqlStore;
+use super::test_routes::Fault;
+use crate::engine::config::Config;
+use crate::engine::ctx::Ctx;
+use crate::engine::fork::Need;
+use crate::engine::response::Response as Neutral;
+use crate::engine::state::Chunk;
+use crate::protocol::error::ProtocolError;
+use std::cell::Cell;
+use std::rc::Rc;
+use worker::{Env, Result};
+
+pub struct Shared {
+    pub env: Env,
+    /// Read once: variables cannot change without a redeploy, which
+    /// restarts the object.
+    pub config: Config,
+    pub store: SqlStore,
+    pub live: Rc<Live>,
+    pub schema_ready: Cell<bool>,
+    /// An alarm deadline an effect could not set (see `outbox.rs`).
+    pub pending_alarm: Cell<Option<u64>>,
+    pub fault: Cell<Option<Fault>>,
+    /// Client requests served (the edge-cache tests observe it).
+    pub requests: Cell<u64>,
+}
+
+pub fn now_ms() -> u64 {
+    worker::Date::now().as_millis()
+}
+
+pub fn random_u64() -> u64 {
+    (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64
+}
+
+/// How many times one step may ask for inherited chunks before giving up
+/// (each answer normally satisfies it at once).
+const MAX_INHERITED_FETCHES: usize = 4;
+
+/// One engine step: done, or it needs inherited chunks first.
+pub enum Step<T> {
+    Done(T),
+    Need(Need),
+}
+
+impl Shared {
+    pub fn ready(&self) -> Result<()> {
+        if !self.schema_ready.get() {
+            self.store.ensure_schema()?;
+            self.schema_ready.set(true);
+        }
+        Ok(())
+    }
+
+    pub fn ctx<'a>(&'a self, now: u64, id: &'a str) -> Ctx<'a> {
+        Ctx {
+            now_ms: now,
+            new_stream_id: id,
+            config: &self.config,
+            random: random_u64(),
+        }
+    }
+
+    /// Inherited chunks from a fork's source, or the response to give instead.
+    async fn fetch_inherited(&self, need: &Need) -> std::result::Result<Vec<Chunk>, Neutral> {
+        match forks::chunks(&self.env, need).await {
+            Ok(c)
+                if c.first()
+                    .is_some_and(|c| c.start <= need.from && c.end() > need.from) =>
+            {
+                Ok(c)
+            }
+            Ok(_) => Err(Neutral::error(&ProtocolError::Unavailable)),
+            Err(Refused(r)) => Err(r),
+        }
+    }
+
+    /// Runs the engine step `step` with `inherited`, fetching the chunks it
+    /// asks for and running it again, a bounded number of times. `Ok(Err(r))`:
+    /// answer `r` instead (the source refused, or the chunks never came).
+    pub async fn with_inherited<T>(
+        &self,
+        inherited: &mut Vec<Chunk>,
+        mut step: impl FnMut(&[Chunk]) -> Result<Step<T>>,
+    ) -> Result<std::result::Result<T, Neutral>> {
+        for _ in 0..=MAX_INHERITED_FETCHES {
+            match step(inherited)? {
+                Step::Done(t) => return Ok(Ok(t)),
+                Step::Need(need) => match self.fetch_inherited(&need).await {
+                    Ok(c) => *inherited = c,
+                    Err(r) => return Ok(Err(r)),
+                },
+            }
+        }
+        Ok(Err(Neutral::error(&ProtocolError::Unavailable)))
+    }
+}
