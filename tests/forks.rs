@@ -61,50 +61,38 @@ impl Cluster {
         Request::new(method, &format!("http://h/v1/stream/{path}{q}"))
     }
 
-    /// A source's chunks, recursing up its chain like the adapter.
-    fn chunks(&mut self, need: &Need) -> Vec<Chunk> {
+    /// A source's chunks, recursing up its chain like the adapter; `Err`
+    /// carries the source's refusal, which the reader gets as its answer.
+    fn chunks(&mut self, need: &Need) -> Result<Vec<Chunk>, Response> {
         let mut inherited = Vec::new();
         loop {
             let action = self.on(&need.source, None, |store, ctx| {
                 source::chunks(store, need, ctx, &inherited).unwrap()
             });
             match action {
-                Action::NeedInherited(n) => inherited = self.chunks(&n),
-                Action::Respond(r) => {
-                    assert_eq!(
-                        r.status,
-                        200,
-                        "chunks: {}",
-                        String::from_utf8_lossy(&r.body)
-                    );
-                    return wire::decode_chunks(&r.body).unwrap();
+                Action::NeedInherited(n) => inherited = self.chunks(&n)?,
+                Action::Respond(r) if r.status == 200 => {
+                    return Ok(wire::decode_chunks(&r.body).unwrap())
                 }
+                Action::Respond(r) => return Err(r),
                 other => panic!("{other:?}"),
             }
         }
     }
 
-    /// Delivers every due message of `path` (releases cascade onward).
+    /// Delivers every due message of `path` as the adapter's outbox does
+    /// (releases cascade onward).
     fn deliver(&mut self, path: &str) {
         let now = self.now;
-        let due: Vec<_> = self
-            .store(path)
-            .outbox()
-            .unwrap()
-            .into_iter()
-            .filter(|o| o.due_ms <= now)
-            .collect();
+        let due = fork_create::due_messages(self.store(path), now).unwrap();
         for o in due {
             let r = self.on(&o.source, None, |src, ctx| {
                 source::release(src, &o.fork_id, ctx).unwrap()
             });
             assert_eq!(r.status, 204);
-            self.store(path)
-                .commit(Commit::Settle {
-                    fork_id: o.fork_id.clone(),
-                })
-                .unwrap();
-            self.deliver(&o.source);
+            let next = o.source.clone();
+            fork_create::after_delivery(self.store(path), o, true, now).unwrap();
+            self.deliver(&next);
         }
     }
 
@@ -119,7 +107,10 @@ impl Cluster {
                     self.deliver(path);
                     return r;
                 }
-                Action::NeedInherited(n) => inherited = self.chunks(&n),
+                Action::NeedInherited(n) => match self.chunks(&n) {
+                    Ok(c) => inherited = c,
+                    Err(r) => return r,
+                },
                 Action::Fork { source, acquire } => return self.fork(path, &req, &source, acquire),
                 other => panic!("unexpected {other:?}"),
             }
@@ -372,4 +363,113 @@ fn a_released_intent_blocks_the_commit() {
     );
     c.deliver("b");
     assert_eq!(c.refs("a"), 0);
+}
+
+/// forks.rs: the alarm turns a due intent into a release before sending it, so a
+/// creation that finishes while the release is in flight is refused (503), never
+/// committed without its reference.
+#[test]
+fn a_due_intent_is_settled_before_its_release_goes_out() {
+    let mut c = Cluster::new(Config::default());
+    c.send("a", put("a", "text/plain", b"x"));
+    let req = fork_of("b", "a");
+    let due = c.now + c.config.fork_grace_ms;
+    c.store("b")
+        .commit(fork_create::fork_intent("a", "slow", due))
+        .unwrap();
+    let acquire = durable_streams_edge::engine::fork::Acquire {
+        fork_path: "b".into(),
+        fork_id: "slow".into(),
+        offset: None,
+        sub_offset: 0,
+        content_type: None,
+    };
+    let answer = match c.on("a", Some("slow"), |src, ctx| {
+        source::acquire(src, &acquire, ctx, &[]).unwrap()
+    }) {
+        Action::Respond(r) => r,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(c.refs("a"), 1);
+    // The acquire took longer than the grace: the alarm fires and takes the
+    // due messages; its release is now on its way to `a`.
+    c.now = due + 1;
+    let now = c.now;
+    let in_flight = fork_create::due_messages(c.store("b"), now).unwrap();
+    assert_eq!(in_flight.len(), 1);
+    assert_eq!(in_flight[0].kind, OutgoingKind::Release);
+    // The slow creation finishes meanwhile.
+    let acquired = wire::decode_acquired(&answer.body).unwrap();
+    let (outcome, committed) = c.on("b", Some("slow"), |store, ctx| {
+        fork_create::finish_fork(store, &req, ctx, &acquired).unwrap()
+    });
+    assert!(
+        !committed,
+        "a fork must not commit while its reference is being released"
+    );
+    match outcome.action {
+        Action::Respond(r) => assert_eq!(r.status, 503),
+        other => panic!("{other:?}"),
+    }
+    // The release lands.
+    for o in in_flight {
+        let r = c.on("a", None, |src, ctx| {
+            source::release(src, &o.fork_id, ctx).unwrap()
+        });
+        assert_eq!(r.status, 204);
+        fork_create::after_delivery(c.store("b"), o, true, now).unwrap();
+    }
+    assert_eq!(c.refs("a"), 0);
+    assert_eq!(
+        c.store("b").meta().unwrap(),
+        None,
+        "no fork without a reference"
+    );
+    assert!(c.store("b").outbox().unwrap().is_empty());
+}
+
+/// forks.rs: a fork's inherited reads name the source incarnation they were made
+/// from; a source dropped and re-created at the same path answers 410, never its
+/// new bytes.
+#[test]
+fn inherited_reads_never_serve_another_incarnation() {
+    let mut c = Cluster::new(Config::default());
+    c.send("a", put("a", "text/plain", b"old bytes"));
+    assert_eq!(c.send("b", fork_of("b", "a")).status, 201);
+    // Lose b's reference (what the race above used to do), then drop and
+    // re-create a with other bytes.
+    let fork_id = c.store("b").meta().unwrap().unwrap().stream_id;
+    c.store("a").commit(Commit::RemoveRef { fork_id }).unwrap();
+    assert_eq!(
+        c.send("a", Cluster::req("a", Method::Delete, "")).status,
+        204
+    );
+    c.now += 5;
+    assert_eq!(
+        c.send("a", put("a", "text/plain", b"NEW BYTES")).status,
+        201
+    );
+    let r = c.send("b", Cluster::req("b", Method::Get, "offset=-1"));
+    assert_eq!(r.status, 410, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(json(&r)["error"]["code"], "INHERITED_DATA_GONE");
+}
+
+/// forks.rs: a fork chain is at most 16 deep; the 17th fork is a 400 with a reason
+/// and takes no reference.
+#[test]
+fn fork_chains_are_bounded() {
+    let mut c = Cluster::new(Config::default());
+    c.send("f0", put("f0", "text/plain", b"x"));
+    for i in 1..=16 {
+        let (path, src) = (format!("f{i}"), format!("f{}", i - 1));
+        assert_eq!(c.send(&path, fork_of(&path, &src)).status, 201, "depth {i}");
+    }
+    let r = c.send("f17", fork_of("f17", "f16"));
+    assert_eq!(r.status, 400);
+    assert_eq!(json(&r)["error"]["code"], "FORK_TOO_DEEP");
+    assert_eq!(c.refs("f16"), 0);
+    assert_eq!(
+        c.send("f16", Cluster::req("f16", Method::Get, "")).body,
+        b"x"
+    );
 }

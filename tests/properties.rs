@@ -409,3 +409,38 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// §9.1: one-pass flattening stores exactly the messages' bytes, each with its
+    /// terminator, and cuts rows exactly where cutting the message list would.
+    #[test]
+    fn flattening_matches_the_message_list(
+        values in proptest::collection::vec(
+            prop_oneof![
+                (0u32..1000).prop_map(|n| n.to_string()),
+                "[a-z,\\\\\"]{0,12}".prop_map(|s| serde_json::to_string(&s).unwrap()),
+                proptest::collection::vec(0u8..9, 0..5).prop_map(|v| serde_json::to_string(&v).unwrap()),
+            ],
+            1..40,
+        ),
+        row in 1usize..24,
+        spaces in 0usize..3,
+    ) {
+        use durable_streams_edge::engine::state::chunk_append;
+        use durable_streams_edge::protocol::json::{flatten, JsonBody};
+        let sep = format!(",{}", " ".repeat(spaces));
+        let body = format!("[{}]", values.join(&sep));
+        let flat = flatten(body.as_bytes(), JsonBody::Append, row, u64::MAX).unwrap();
+        let stored: Vec<Vec<u8>> = values.iter().map(|v| format!("{v},").into_bytes()).collect();
+        prop_assert_eq!(&flat.stored, &stored.concat());
+        prop_assert_eq!(flat.messages, values.len() as u64);
+        let refs: Vec<&[u8]> = stored.iter().map(Vec::as_slice).collect();
+        let expected: Vec<(usize, bool, bool)> = chunk_append(0, &refs, row, false)
+            .iter()
+            .map(|c| (c.data.len(), c.head_boundary, c.tail_boundary))
+            .collect();
+        let got: Vec<(usize, bool, bool)> =
+            flat.rows.iter().map(|r| (r.len, r.head_boundary, r.tail_boundary)).collect();
+        prop_assert_eq!(got, expected);
+    }
+}

@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use durable_streams_edge::engine::config::Config;
 use durable_streams_edge::engine::request::Method;
+use durable_streams_edge::engine::store::Store;
 
 const ZERO: &str = "0000000000000000_0000000000000000";
 
@@ -326,7 +327,8 @@ fn etags() {
     assert_eq!(now.get("cache-control"), Some("no-store"));
 }
 
-/// §10.1 cache policy: immutable only for chunks of this incarnation that end before the tail.
+/// §10.1 cache policy: a short shared lifetime only for chunks of this incarnation that
+/// end before the tail, never longer than the stream's life.
 #[test]
 fn cache_policy() {
     let config = Config {
@@ -343,7 +345,10 @@ fn cache_policy() {
     };
     let pinned = h.send(get(&format!("offset={start}")));
     assert_eq!(pinned.body, b"abcd");
-    assert_eq!(cc(&pinned), "public, max-age=31536000, immutable");
+    assert_eq!(
+        cc(&pinned),
+        "public, max-age=60, stale-while-revalidate=300"
+    );
     let at_tail = h.send(get(&format!("offset={}", next_offset(&pinned))));
     assert_eq!(cc(&at_tail), "no-cache", "reaches the tail");
     assert_eq!(
@@ -357,6 +362,36 @@ fn cache_policy() {
     );
     assert_eq!(cc(&h.send(get("offset=now"))), "no-store");
     assert_eq!(cc(&h.send(req(Method::Head, ""))), "no-store");
+
+    // A stream that ends in 100 s: a cached copy may live 100 s at most.
+    let mut h = Harness::with_config(config);
+    let at = "2025-10-09T08:55:00Z"; // T0 + 100 s
+    h.send(
+        put("text/plain")
+            .with_header("stream-expires-at", at)
+            .with_body(b"abcd".to_vec()),
+    );
+    h.send(post("text/plain", b"efgh"));
+    let start = next_offset(&h.send(req(Method::Head, "")))
+        .replace("_0000000000000008", "_0000000000000000");
+    assert_eq!(
+        cc(&h.send(get(&format!("offset={start}")))),
+        "public, max-age=60, stale-while-revalidate=40"
+    );
+    // A sliding TTL of 30 s: half of it, so cached readers come back and renew it.
+    let mut h = Harness::with_config(config);
+    h.send(
+        put("text/plain")
+            .with_header("stream-ttl", "30")
+            .with_body(b"abcd".to_vec()),
+    );
+    h.send(post("text/plain", b"efgh"));
+    let start = next_offset(&h.send(req(Method::Head, "")))
+        .replace("_0000000000000008", "_0000000000000000");
+    assert_eq!(
+        cc(&h.send(get(&format!("offset={start}")))),
+        "public, max-age=15"
+    );
 }
 
 /// §5.6: reads are capped; only the last page is up to date and closed.
@@ -488,4 +523,89 @@ fn unknown_methods_and_common_headers() {
         origins, 1,
         "a preflight through the engine has one CORS origin"
     );
+}
+
+/// §5.1 sliding TTL: 1,000 reads renew the TTL in memory and write the metadata row
+/// at most once per max(1 s, TTL/100), not once per read.
+#[test]
+fn sliding_ttl_renewals_are_written_at_most_once_per_interval() {
+    let mut h = Harness::new();
+    h.send(
+        put("text/plain")
+            .with_header("stream-ttl", "3600")
+            .with_body(b"x".to_vec()),
+    );
+    let created = h.store.meta_writes();
+    for _ in 0..1000 {
+        h.advance(10);
+        assert_eq!(h.send(get("offset=-1")).status, 200);
+    }
+    // 10 s of reads, renewal interval 36 s: no write at all.
+    assert_eq!(h.store.meta_writes(), created);
+    // Still renewed: the stream lives 3600 s after the last read.
+    h.advance(3_599_000);
+    assert_eq!(h.send(req(Method::Head, "")).status, 200);
+    // Past the interval, the next read writes the renewal once.
+    assert_eq!(h.send(get("offset=-1")).status, 200);
+    assert_eq!(h.store.meta_writes(), created + 1);
+}
+
+/// Storage: a plain append writes only its chunk; a reload derives the tail from the
+/// last chunk, and closure or Stream-Seq changes are written at once.
+#[test]
+fn plain_appends_write_one_row_and_reload_exactly() {
+    let mut h = Harness::new();
+    h.send(put("text/plain"));
+    let created = h.store.meta_writes();
+    for i in 0..50u8 {
+        h.advance(1);
+        assert_eq!(h.send(post("text/plain", &[b'a' + i % 26; 3])).status, 204);
+    }
+    assert_eq!(h.store.meta_writes(), created, "no metadata row per append");
+    let live = h.store.meta().unwrap().unwrap();
+    let reloaded = h.store.reloaded_meta().unwrap();
+    assert_eq!(reloaded.tail, live.tail);
+    assert_eq!(reloaded.tail.position(), 150);
+    h.send(post("text/plain", b"z").with_header("stream-seq", "a"));
+    assert_eq!(h.store.meta_writes(), created + 1, "Stream-Seq is stored");
+    assert_eq!(
+        h.store.reloaded_meta().unwrap().last_stream_seq,
+        h.store.meta().unwrap().unwrap().last_stream_seq
+    );
+}
+
+/// §5.2.1 producer state cleanup: a producer idle for longer than PRODUCER_TTL_S is
+/// treated as new, and a prune forgets its row.
+#[test]
+fn idle_producer_state_expires() {
+    let config = Config {
+        producer_ttl_s: 60,
+        ..Config::default()
+    };
+    let mut h = Harness::with_config(config);
+    h.send(put("text/plain"));
+    assert_eq!(h.send(produce(3, 0, b"a")).status, 200);
+    assert_eq!(h.send(produce(3, 1, b"b")).status, 200);
+    h.advance(59_000);
+    assert_eq!(
+        h.send(produce(3, 1, b"b")).status,
+        204,
+        "still known: duplicate"
+    );
+    h.advance(60_000);
+    let gap = h.send(produce(3, 2, b"c"));
+    assert_eq!(gap.status, 409, "forgotten: a new producer must start at 0");
+    assert_eq!(gap.get("producer-expected-seq"), Some("0"));
+    assert_eq!(
+        h.send(produce(0, 0, b"c")).status,
+        200,
+        "a lower epoch is new again"
+    );
+    h.store
+        .commit(durable_streams_edge::engine::producer::prune(
+            h.now + 61_000,
+            &config,
+        ))
+        .unwrap();
+    assert_eq!(h.store.producer_count(), 0);
 }

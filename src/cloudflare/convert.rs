@@ -6,6 +6,7 @@
 //! streaming. Past the size limit the rest is drained and dropped, so a huge
 //! upload costs no memory and still gets its 413.
 
+use super::budget;
 use crate::engine::request::{Method, Request};
 use crate::engine::response::Response;
 use crate::protocol::error::{Invalid, ProtocolError};
@@ -15,6 +16,8 @@ use worker::{Headers, ResponseBuilder};
 /// Why a body could not be taken whole.
 pub enum BodyError {
     TooLarge(u64),
+    /// The isolate's append budget is spent (see [`budget`]).
+    Busy,
     Broken,
 }
 
@@ -22,41 +25,65 @@ impl BodyError {
     pub fn protocol(&self) -> ProtocolError {
         match self {
             BodyError::TooLarge(limit) => ProtocolError::PayloadTooLarge { limit: *limit },
+            BodyError::Busy => ProtocolError::AppendsBusy,
             BodyError::Broken => Invalid::Body.into(),
         }
     }
 }
 
-/// Reads the whole body, keeping at most `limit` bytes.
-pub async fn read_body(req: &mut worker::Request, limit: u64) -> Result<Vec<u8>, BodyError> {
-    if matches!(req.method(), worker::Method::Get | worker::Method::Head) {
-        return Ok(Vec::new());
-    }
-    // A declared length within the limit: one read of the whole body.
-    let declared = req
-        .headers()
+/// The `Content-Length` a request declares, if any.
+pub fn declared_length(req: &worker::Request) -> Option<u64> {
+    req.headers()
         .get(crate::protocol::headers::CONTENT_LENGTH)
         .ok()
         .flatten()
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n <= limit) {
-        return req.bytes().await.map_err(|_| BodyError::Broken);
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
+/// Reads the whole body, keeping at most `limit` bytes and reserving what
+/// it keeps in the isolate's append budget (at most `budget_limit` in all);
+/// the reservation lives as long as the caller holds it. A body that is too
+/// large or does not fit the budget is still read to its end and dropped:
+/// workerd resets the object if it answers while the body is streaming.
+pub async fn read_body(
+    req: &mut worker::Request,
+    limit: u64,
+    budget_limit: u64,
+) -> Result<(Vec<u8>, Option<budget::Reserved>), BodyError> {
+    if matches!(req.method(), worker::Method::Get | worker::Method::Head) {
+        return Ok((Vec::new(), None));
+    }
+    let declared = declared_length(req);
+    // A declared length within the limit: one read of the whole body.
+    if let Some(n) = declared.filter(|n| *n <= limit) {
+        let Some(held) = budget::reserve(n, budget_limit) else {
+            drain(req).await;
+            return Err(BodyError::Busy);
+        };
+        let body = req.bytes().await.map_err(|_| BodyError::Broken)?;
+        return Ok((body, Some(held)));
     }
     let Ok(mut stream) = req.stream() else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), None));
     };
     let mut body = Vec::new();
-    let mut too_large = false;
+    let mut held = budget::reserve(0, budget_limit);
+    let mut refused: Option<BodyError> = None;
     let mut broken = false;
     while let Some(chunk) = stream.next().await {
         match chunk {
-            Ok(bytes) if !too_large => {
-                if (body.len() + bytes.len()) as u64 > limit {
-                    too_large = true;
-                    body = Vec::new();
+            Ok(bytes) if refused.is_none() => {
+                let n = bytes.len() as u64;
+                if body.len() as u64 + n > limit {
+                    refused = Some(BodyError::TooLarge(limit));
+                } else if !held.as_mut().is_some_and(|h| h.grow(n, budget_limit)) {
+                    refused = Some(BodyError::Busy);
                 } else {
                     body.extend_from_slice(&bytes);
+                    continue;
                 }
+                body = Vec::new();
+                held = None;
             }
             Ok(_) => {}
             Err(_) => {
@@ -65,18 +92,18 @@ pub async fn read_body(req: &mut worker::Request, limit: u64) -> Result<Vec<u8>,
             }
         }
     }
-    if broken {
-        Err(BodyError::Broken)
-    } else if too_large {
-        Err(BodyError::TooLarge(limit))
-    } else {
-        Ok(body)
+    match (broken, refused) {
+        (true, _) => Err(BodyError::Broken),
+        (false, Some(e)) => Err(e),
+        (false, None) => Ok((body, held)),
     }
 }
 
-/// Drains and drops a body we will not use.
+/// Drains and drops a body we will not use (no budget: nothing is kept).
 pub async fn drain(req: &mut worker::Request) {
-    let _ = read_body(req, 0).await;
+    if let Ok(mut stream) = req.stream() {
+        while let Some(Ok(_)) = stream.next().await {}
+    }
 }
 
 /// The neutral request, with `body` already read.

@@ -28,6 +28,7 @@
 use super::BINDING;
 use crate::protocol::cache;
 use crate::protocol::headers as h;
+use futures_util::future::{select, Either};
 use js_sys::{Array, Function, Promise, Reflect};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -37,11 +38,12 @@ use worker::wasm_bindgen_futures::JsFuture;
 use worker::worker_sys::web_sys;
 use worker::{Context, Env, Request, Response, Result};
 
-/// A shared read: its promise, and until when a finished one may be reused
-/// (`None` while in flight).
+/// A shared read: its promise, when it started, and until when a finished
+/// one may be reused (`None` while in flight).
 #[derive(Clone)]
 struct Entry {
     promise: Promise,
+    started_ms: u64,
     reusable_until: Option<u64>,
 }
 
@@ -61,17 +63,35 @@ fn now_ms() -> u64 {
     worker::Date::now().as_millis()
 }
 
-/// Joins a shared read, or registers `start()` as a new one. Returns the
-/// promise, whether this request leads it, and whether it had finished.
+/// How this request takes part in a shared read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// It started the read.
+    Leader,
+    /// It joined a read in flight, and waits for it until `deadline_ms`.
+    Joined { deadline_ms: u64 },
+    /// It reuses a finished long-poll answer.
+    Reused,
+}
+
+/// Joins a shared read, or registers `start()` as a new one. An in-flight
+/// read older than `max_inflight_ms` is not joined but replaced: its leader
+/// may be gone (a cancelled request never settles its entry), and its
+/// promise may never settle.
 fn join_or_lead(
     key: &str,
+    max_inflight_ms: u64,
     start: impl FnOnce() -> Result<Promise>,
-) -> Result<(Promise, bool, bool)> {
+) -> Result<(Promise, Role)> {
     let now = now_ms();
     let found = IN_FLIGHT.with(|m| {
         let mut m = m.borrow_mut();
+        let fresh = |e: &Entry| match e.reusable_until {
+            Some(t) => now < t,
+            None => now < e.started_ms.saturating_add(max_inflight_ms),
+        };
         match m.get(key) {
-            Some(e) if e.reusable_until.is_none_or(|t| now < t) => Some(e.clone()),
+            Some(e) if fresh(e) => Some(e.clone()),
             Some(_) => {
                 m.remove(key);
                 None
@@ -80,14 +100,21 @@ fn join_or_lead(
         }
     });
     if let Some(e) = found {
-        return Ok((e.promise, false, e.reusable_until.is_some()));
+        let role = match e.reusable_until {
+            Some(_) => Role::Reused,
+            None => Role::Joined {
+                deadline_ms: e.started_ms.saturating_add(max_inflight_ms),
+            },
+        };
+        return Ok((e.promise, role));
     }
     let promise = start()?;
     IN_FLIGHT.with(|m| {
         let mut m = m.borrow_mut();
         if m.len() >= MAX_ENTRIES {
-            m.retain(|_, e| {
-                e.reusable_until.is_some_and(|t| now < t) || e.reusable_until.is_none()
+            m.retain(|_, e| match e.reusable_until {
+                Some(t) => now < t,
+                None => now < e.started_ms.saturating_add(max_inflight_ms),
             });
             if m.len() >= MAX_ENTRIES {
                 m.retain(|_, e| e.reusable_until.is_none());
@@ -97,11 +124,12 @@ fn join_or_lead(
             key.to_string(),
             Entry {
                 promise: promise.clone(),
+                started_ms: now,
                 reusable_until: None,
             },
         );
     });
-    Ok((promise, true, false))
+    Ok((promise, Role::Leader))
 }
 
 /// The leader's verdict once its read finished: keep it for `keep_ms`, or drop it.
@@ -217,36 +245,71 @@ pub fn mark(r: Response, x_cache: &str) -> Result<Response> {
     Ok(r.with_headers(headers))
 }
 
-/// Serves a cacheable read (`key` from [`cache::key`]) of `stream`;
-/// `long_poll_ms` is the cursor interval for long-polls, `None` for
-/// catch-up reads.
+/// How one cacheable read is served.
+pub struct ReadPlan {
+    /// The canonical cache key ([`cache::key`]).
+    pub key: String,
+    /// Long-polls: the cursor interval, for which a finished answer is
+    /// reused in this isolate. `None` for catch-up reads (Cache API).
+    pub long_poll_ms: Option<u64>,
+    /// How long a read may stay in flight and still be joined.
+    pub max_inflight_ms: u64,
+}
+
+/// Waits for a shared read; a joiner gives up at its deadline.
+async fn wait(shared: Promise, role: Role) -> std::result::Result<JsValue, JsValue> {
+    let Role::Joined { deadline_ms } = role else {
+        return JsFuture::from(shared).await;
+    };
+    let left = deadline_ms.saturating_sub(now_ms());
+    let timer = worker::Delay::from(std::time::Duration::from_millis(left));
+    match select(JsFuture::from(shared), timer).await {
+        Either::Left((result, _)) => result,
+        Either::Right(_) => Err(JsValue::from_str("the shared read did not finish in time")),
+    }
+}
+
+/// Serves a cacheable read of `stream` (see [`ReadPlan`]).
+///
+/// Concurrent identical reads share one request to the object, with two
+/// rules that keep every answer correct for every reader: any reader whose
+/// shared read fails (or outlives its deadline) asks the object alone; and
+/// only an answer that may be cached (a chunk ending before the tail, a
+/// long-poll answer, §10.1) is given to readers that did not start it. A
+/// read reaching the tail is never shared with a later reader, whose own
+/// acknowledged append it might predate (read-your-writes).
 pub async fn read(
     req: Request,
     env: &Env,
     ctx: &Context,
     stream: &str,
-    key: String,
-    long_poll_ms: Option<u64>,
+    plan: ReadPlan,
 ) -> Result<Response> {
+    let ReadPlan {
+        key,
+        long_poll_ms,
+        max_inflight_ms,
+    } = plan;
     let if_none_match = req.headers().get(h::IF_NONE_MATCH)?;
     let url = req.url()?;
     let use_cache = long_poll_ms.is_none();
-    let (shared, leader, finished) =
-        join_or_lead(&key, || lookup(env, stream, url.as_ref(), &key, use_cache))?;
-    let result = JsFuture::from(shared).await;
-    let parts: Array = match result.and_then(|v| v.dyn_into::<Array>()) {
+    let (shared, role) = join_or_lead(&key, max_inflight_ms, || {
+        lookup(env, stream, url.as_ref(), &key, use_cache)
+    })?;
+    let leader = role == Role::Leader;
+    let parts: Array = match wait(shared, role).await.and_then(|v| v.dyn_into::<Array>()) {
         Ok(a) => a,
         Err(e) => {
             if leader {
                 settle(&key, None);
             }
-            // The shared read failed (its first request may have gone away):
-            // this request asks the object itself.
+            // The shared read failed or hangs (its first request may have
+            // gone away): this request asks the object itself.
             worker::console_log!("collapsed read failed ({e:?}); retrying alone");
             return mark(super::forward(env, stream, req).await?, MISS);
         }
     };
-    let tag = if finished {
+    let tag = if role == Role::Reused {
         HIT.to_string()
     } else {
         parts.get(0).as_string().unwrap_or_else(|| MISS.to_string())
@@ -262,6 +325,10 @@ pub async fn read(
         .flatten()
         .unwrap_or_default();
     let storable = cache::storable(status, &cache_control);
+    if !leader && !storable {
+        // Not an answer to share with a reader that came later.
+        return mark(super::forward(env, stream, req).await?, MISS);
+    }
     if leader {
         let small = body
             .dyn_ref::<js_sys::ArrayBuffer>()

@@ -20,6 +20,7 @@ pub struct Live {
     waiters: RefCell<BTreeMap<u64, oneshot::Sender<()>>>,
     next_id: Cell<u64>,
     sse_connections: Cell<u64>,
+    long_polls: Cell<u64>,
 }
 
 /// Why a parked reader resumed.
@@ -70,11 +71,27 @@ impl Live {
         self.sse_connections.get()
     }
 
+    /// Live readers right now: open SSE connections and long-polls in
+    /// progress (`MAX_READERS_PER_STREAM` bounds them).
+    pub fn readers(&self) -> u64 {
+        self.sse_connections.get() + self.long_polls.get()
+    }
+
     /// Counts an SSE connection for as long as the guard lives.
-    pub fn sse_guard(self: &Rc<Self>) -> SseGuard {
+    pub fn sse_guard(self: &Rc<Self>) -> ReaderGuard {
         self.sse_connections.set(self.sse_connections.get() + 1);
-        SseGuard {
+        ReaderGuard {
             live: Rc::clone(self),
+            long_poll: false,
+        }
+    }
+
+    /// Counts a long-poll for as long as the guard lives.
+    pub fn long_poll_guard(self: &Rc<Self>) -> ReaderGuard {
+        self.long_polls.set(self.long_polls.get() + 1);
+        ReaderGuard {
+            live: Rc::clone(self),
+            long_poll: true,
         }
     }
 }
@@ -97,13 +114,19 @@ impl Drop for Parked {
     }
 }
 
-pub struct SseGuard {
+/// A live reader, counted while it lives.
+pub struct ReaderGuard {
     live: Rc<Live>,
+    long_poll: bool,
 }
 
-impl Drop for SseGuard {
+impl Drop for ReaderGuard {
     fn drop(&mut self) {
-        let n = self.live.sse_connections.get();
-        self.live.sse_connections.set(n.saturating_sub(1));
+        let count = if self.long_poll {
+            &self.live.long_polls
+        } else {
+            &self.live.sse_connections
+        };
+        count.set(count.get().saturating_sub(1));
     }
 }

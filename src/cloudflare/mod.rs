@@ -4,6 +4,7 @@
 //! else is answered here. This module tree is the only code that imports
 //! `worker`.
 
+mod budget;
 mod convert;
 mod edge_cache;
 mod fork_object;
@@ -16,6 +17,7 @@ mod sql_store;
 mod sse_pump;
 mod test_routes;
 
+use crate::engine::config::Config;
 use crate::engine::response::Response as Neutral;
 use crate::protocol::cache;
 use crate::protocol::error::ProtocolError;
@@ -30,11 +32,20 @@ pub const BINDING: &str = "STREAMS";
 /// the test harness sets and wrangler.toml never does.
 pub const TEST_PREFIX: &str = "/__test/stream/";
 
-/// The cursor interval (§10.1), from the same variable the objects read.
-fn cursor_interval_ms(env: &Env) -> u64 {
-    crate::engine::config::Config::from_lookup(|n| env.var(n).ok().map(|v| v.to_string()))
-        .cursor_interval_s
-        * 1000
+/// How long past its expected end a shared read may still be joined.
+const INFLIGHT_SLACK_MS: u64 = 10_000;
+
+thread_local! {
+    /// The configuration, read once per isolate: variables cannot change
+    /// without a redeploy, which starts new isolates.
+    static CONFIG: std::cell::OnceCell<Config> = const { std::cell::OnceCell::new() };
+}
+
+/// The configuration, from the same variables the objects read.
+fn config(env: &Env) -> Config {
+    CONFIG.with(|c| {
+        *c.get_or_init(|| Config::from_lookup(|n| env.var(n).ok().map(|v| v.to_string())))
+    })
 }
 
 fn test_routes_enabled(env: &Env) -> bool {
@@ -101,14 +112,29 @@ async fn route(
     }
     match StreamPath::from_url_path(url.path()) {
         Ok(Some(path)) => {
+            // A body declared larger than any append may be is refused before
+            // a byte of it is read, and never reaches the object.
+            let limit = config(env).max_append_bytes;
+            if convert::declared_length(&req).is_some_and(|n| n > limit) {
+                let e = ProtocolError::PayloadTooLarge { limit };
+                return Ok((convert::render_error(&e)?, BYPASS));
+            }
             if req.method() == worker::Method::Get {
                 if let Some(key) = cache::key(url.path(), url.query().unwrap_or_default()) {
-                    // Long-poll answers are reused in-isolate for one cursor interval.
-                    let long_poll_ms = key
-                        .contains("live=long-poll")
-                        .then(|| cursor_interval_ms(env));
-                    let r =
-                        edge_cache::read(req, env, ctx, path.as_str(), key, long_poll_ms).await?;
+                    let config = config(env);
+                    let long_poll = key.contains("live=long-poll");
+                    let plan = edge_cache::ReadPlan {
+                        key,
+                        // Long-poll answers are reused in-isolate for one cursor interval.
+                        long_poll_ms: long_poll.then(|| config.cursor_interval_s * 1000),
+                        // A long-poll waits up to its timeout; a catch-up read is quick.
+                        max_inflight_ms: if long_poll {
+                            config.long_poll_timeout_ms + INFLIGHT_SLACK_MS
+                        } else {
+                            INFLIGHT_SLACK_MS
+                        },
+                    };
+                    let r = edge_cache::read(req, env, ctx, path.as_str(), plan).await?;
                     return Ok((r, None));
                 }
             }

@@ -98,9 +98,20 @@ impl StreamObject {
             Err(r) => return convert::render(r),
         };
         shared.effects(notify, alarm).await;
+        if notify {
+            shared.prune_producers();
+        }
+        let max_readers = shared.config.max_readers_per_stream;
+        let crowded = shared.live.readers() >= max_readers;
         match action {
             Action::Respond(r) => convert::render(r),
-            Action::LongPoll(wait) => self.long_poll(wait).await,
+            Action::LongPoll(_) | Action::Sse { .. } if crowded => {
+                convert::render_error(&ProtocolError::TooManyReaders { limit: max_readers })
+            }
+            Action::LongPoll(wait) => {
+                let _reader = shared.live.long_poll_guard();
+                self.long_poll(wait).await
+            }
             Action::Sse { head, state } => sse_pump::respond(shared, head, state),
             Action::Fork { source, acquire } => shared.create_fork(request, &source, acquire).await,
             Action::NeedInherited(_) => convert::render_error(&ProtocolError::Unavailable),
@@ -113,7 +124,15 @@ impl StreamObject {
         if path.starts_with(super::TEST_PREFIX) && super::test_routes_enabled(&shared.env) {
             return test_routes::handle(shared, &req).await;
         }
-        let body = match convert::read_body(&mut req, shared.config.max_append_bytes).await {
+        let config = &shared.config;
+        // `_held` keeps the body's bytes reserved until this request ends.
+        let (body, _held) = match convert::read_body(
+            &mut req,
+            config.max_append_bytes,
+            config.max_inflight_append_bytes,
+        )
+        .await
+        {
             Ok(b) => b,
             Err(e) => return convert::render_error(&e.protocol()),
         };
@@ -139,6 +158,7 @@ impl DurableObject for StreamObject {
             pending_alarm: Cell::new(None),
             fault: Cell::new(None),
             requests: Cell::new(0),
+            last_prune_ms: Cell::new(0),
         });
         StreamObject { shared }
     }
@@ -162,6 +182,7 @@ impl DurableObject for StreamObject {
         shared.ready()?;
         shared.recover().await;
         shared.deliver_outbox().await?;
+        shared.prune_producers();
         let next = lifecycle::on_alarm(&shared.store, now_ms())?;
         // An expired stream is gone (or soft-deleted): its readers re-check.
         shared.effects(true, next).await;

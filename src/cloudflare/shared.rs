@@ -30,6 +30,8 @@ pub struct Shared {
     pub fault: Cell<Option<Fault>>,
     /// Client requests served (the edge-cache tests observe it).
     pub requests: Cell<u64>,
+    /// When idle producer state was last pruned.
+    pub last_prune_ms: Cell<u64>,
 }
 
 pub fn now_ms() -> u64 {
@@ -57,6 +59,25 @@ impl Shared {
             self.schema_ready.set(true);
         }
         Ok(())
+    }
+
+    /// Forgets idle producers, at most once per hour (or per producer TTL,
+    /// if shorter) in this object's lifetime; bounded work each time.
+    pub fn prune_producers(&self) {
+        let now = now_ms();
+        let every = self
+            .config
+            .producer_ttl_s
+            .saturating_mul(1000)
+            .min(3_600_000);
+        if now.saturating_sub(self.last_prune_ms.get()) < every {
+            return;
+        }
+        self.last_prune_ms.set(now);
+        let commit = crate::engine::producer::prune(now, &self.config);
+        if let Err(e) = crate::engine::store::Store::commit(&self.store, commit) {
+            worker::console_error!("producer prune: {e}");
+        }
     }
 
     pub fn ctx<'a>(&'a self, now: u64, id: &'a str) -> Ctx<'a> {

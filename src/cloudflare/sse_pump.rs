@@ -4,7 +4,7 @@
 //! object's [`Shared`] state, never the object itself.
 
 use super::convert;
-use super::live::{SseGuard, Woke};
+use super::live::{ReaderGuard, Woke};
 use super::shared::{now_ms, Shared, Step};
 use crate::engine::live::{self, SseState, SseStep};
 use crate::engine::response::Response as Neutral;
@@ -21,7 +21,7 @@ struct SsePump {
     inherited: Vec<Chunk>,
     closes_at: u64,
     done: bool,
-    _guard: SseGuard,
+    _guard: ReaderGuard,
 }
 
 impl SsePump {

@@ -4,7 +4,8 @@
 //! observe, and faults to arm so the tests can exercise failure paths.
 //!
 //! `GET` answers the object's stats as JSON; `POST ?fault=NAME[&count=N][&ms=N]`
-//! arms one fault (see [`Fault`]).
+//! arms one fault (see [`Fault`]); `POST ?schema-version=N` makes the stored
+//! schema look like version `N` (see `sql_store::schema::pretend_version`).
 
 use super::shared::Shared;
 use crate::engine::store::Store;
@@ -91,7 +92,19 @@ impl Shared {
 pub async fn handle(shared: &Shared, req: &Request) -> Result<Response> {
     shared.ready()?;
     if req.method() == worker::Method::Post {
-        shared.fault.set(Fault::parse(&req.url()?));
+        let url = req.url()?;
+        let version = url
+            .query_pairs()
+            .find(|(k, _)| k == "schema-version")
+            .and_then(|(_, v)| v.parse::<i64>().ok());
+        if let Some(v) = version {
+            // As if this storage had been written by a build of schema `v`:
+            // the next request checks (and migrates or refuses) it again.
+            shared.store.pretend_version(v)?;
+            shared.schema_ready.set(false);
+            return Response::empty();
+        }
+        shared.fault.set(Fault::parse(&url));
         return Response::empty();
     }
     let store = &shared.store;
@@ -100,6 +113,7 @@ pub async fn handle(shared: &Shared, req: &Request) -> Result<Response> {
     let meta = crate::engine::store::Store::meta(store)?;
     let body = serde_json::json!({
         "chunkRows": store.chunk_rows()?,
+        "producerRows": store.producer_rows()?,
         "alarm": alarm,
         "parked": live.parked(),
         "sseConnections": live.sse_connections(),
@@ -110,6 +124,8 @@ pub async fn handle(shared: &Shared, req: &Request) -> Result<Response> {
         // The isolate's wasm heap: linear memory never shrinks, so this is its peak.
         "wasmMemoryBytes": core::arch::wasm32::memory_size::<0>() * 65536,
         "requests": shared.requests.get(),
+        "readers": live.readers(),
+        "appendBytesReserved": super::budget::reserved(),
     });
     Response::from_json(&body)
 }

@@ -151,6 +151,7 @@ pub fn decide(
         JsonBody::Append,
         meta.tail.position(),
         ctx.config.row_bytes,
+        ctx.config.max_append_messages,
     )?;
     let mut next = meta.clone();
     next.tail = advance(meta.tail, len)?;

@@ -114,6 +114,7 @@ fn new_stream(
         JsonBody::Create,
         start.position(),
         ctx.config.row_bytes,
+        ctx.config.max_append_messages,
     )?;
     let meta = StreamMeta {
         tail: advance(start, len)?,

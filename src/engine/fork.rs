@@ -154,6 +154,12 @@ pub fn resolve_sub_offset(
         .ok_or_else(|| Invalid::ForkSubOffset.into())
 }
 
+/// The longest fork chain (a fork of a fork of ...): a read below every
+/// fork point recurses through each source, so the chain bounds the work
+/// (and the stub fetches) of one read. Keep in step with the message of
+/// `Invalid::ForkDepth`.
+pub const MAX_FORK_DEPTH: usize = 16;
+
 /// The source's decision on an acquire: validate, resolve the point, and the
 /// reference to record. `chunks` must hold the append at the fork offset
 /// when a sub-offset is asked for (see [`Acquire`]).
@@ -165,6 +171,13 @@ pub fn acquire(
     let meta = meta.ok_or(ProtocolError::NotFound)?;
     if meta.soft_deleted {
         return Err(ProtocolError::ConfigMismatch);
+    }
+    if meta
+        .fork
+        .as_ref()
+        .is_some_and(|f| f.ancestors.len() >= MAX_FORK_DEPTH)
+    {
+        return Err(Invalid::ForkDepth.into());
     }
     if let Some(ct) = &req.content_type {
         if !ct.matches(&meta.content_type) {
@@ -270,7 +283,7 @@ impl<S: Store> Store for Layered<'_, S> {
     fn meta(&self) -> Result<Option<StreamMeta>, S::Error> {
         self.own.meta()
     }
-    fn producer(&self, id: &str) -> Result<Option<super::state::ProducerState>, S::Error> {
+    fn producer(&self, id: &str) -> Result<Option<(super::state::ProducerState, u64)>, S::Error> {
         self.own.producer(id)
     }
     fn refs(&self) -> Result<u64, S::Error> {

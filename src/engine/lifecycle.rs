@@ -7,6 +7,7 @@ use super::fork::{self, Need};
 use super::state::{Chunk, StreamMeta};
 use super::store::{Commit, Store};
 use crate::protocol::error::ProtocolError;
+use crate::protocol::expiry::Expiry;
 use crate::protocol::offset::Offset;
 
 /// The stream's metadata, or `None` when absent or expired. An expired
@@ -66,6 +67,19 @@ pub fn need(meta: &StreamMeta, from: Offset, inherited: &[Chunk]) -> Option<Need
         from,
         to,
     })
+}
+
+/// How long, in seconds, a cached copy of this stream's data may live
+/// (§10.1 `max-age` plus `stale-while-revalidate`), or `None` when the
+/// stream has no end. An absolute expiry bounds it by the time left; a
+/// sliding TTL by half the TTL, so readers served from caches come back to
+/// the origin, and renew the TTL, well before it runs out.
+pub fn cache_budget_s(meta: &StreamMeta, now_ms: u64) -> Option<u64> {
+    match meta.expiry {
+        Expiry::Never => None,
+        Expiry::Ttl { secs } => Some(secs / 2),
+        Expiry::At { .. } => Some(meta.deadline()?.saturating_sub(now_ms) / 1000),
+    }
 }
 
 /// The object's alarm: retires an expired stream, or says when to look again.

@@ -6,7 +6,7 @@
 use super::ctx::Ctx;
 use super::failure::Failure;
 use super::fork::{reading, Need};
-use super::lifecycle::{current_meta, need, touch};
+use super::lifecycle::{cache_budget_s, current_meta, need, touch};
 use super::outcome::Action;
 use super::read::{closed_at, read_range, render_body, Slice};
 use super::response::Response;
@@ -102,7 +102,10 @@ pub fn poll<S: Store>(
         let slice = read_range(store, meta, wait.offset, ctx.config.max_read_chunk_bytes)?;
         let cursor = cursor_for(ctx, wait.cursor.as_deref());
         let cc = if wait.pinned {
-            cache::for_interval(ctx.config.cursor_interval_s)
+            cache::for_interval(
+                ctx.config.cursor_interval_s,
+                cache_budget_s(meta, ctx.now_ms),
+            )
         } else {
             cache::NO_STORE.to_string()
         };

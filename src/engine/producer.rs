@@ -22,6 +22,18 @@ pub enum ProducerCheck {
     Duplicate { last_seq: u64 },
 }
 
+/// How many idle producers one prune forgets at most (bounded work).
+pub const PRUNE_LIMIT: u32 = 1000;
+
+/// The commit that forgets producers idle for longer than the configured
+/// TTL at `now_ms` (§5.2.1 "Producer State Cleanup").
+pub fn prune(now_ms: u64, config: &super::config::Config) -> super::store::Commit {
+    super::store::Commit::PruneProducers {
+        idle_before_ms: now_ms.saturating_sub(config.producer_ttl_s.saturating_mul(1000)),
+        limit: PRUNE_LIMIT,
+    }
+}
+
 pub fn check(
     state: Option<ProducerState>,
     t: &ProducerTuple,

@@ -109,15 +109,23 @@ pub fn closed_at(meta: &StreamMeta, end: Offset) -> bool {
     meta.closed && end == meta.tail
 }
 
+/// How a catch-up read may be cached (see `protocol::cache`).
+#[derive(Debug, Clone)]
+pub struct Caching {
+    /// The request named an offset of this incarnation, so a chunk that
+    /// ends before the tail does not change while the stream exists.
+    pub pinned: bool,
+    /// `Cache-Control` for such a chunk.
+    pub chunk: String,
+}
+
 /// The catch-up response for `[start, …)`, or 304 when `if_none_match`
 /// names the same range in the same state.
-/// `pinned`: the request named an offset of this incarnation, so a chunk
-/// that ends before the tail is immutable (see `protocol::cache`).
 pub fn catch_up<S: Store>(
     store: &S,
     meta: &StreamMeta,
     start: Offset,
-    pinned: bool,
+    caching: &Caching,
     if_none_match: Option<&str>,
     cap: u64,
 ) -> Result<Response, Failure<S::Error>> {
@@ -135,20 +143,20 @@ pub fn catch_up<S: Store>(
             closed_at(meta, meta.tail),
         );
         if cache::if_none_match(inm, &tag) {
-            return Ok(not_modified(meta, tag, meta.tail, pinned));
+            return Ok(not_modified(meta, tag, meta.tail, caching));
         }
     }
     let slice = read_range(store, meta, start, cap)?;
     let closed = closed_at(meta, slice.end);
     let tag = cache::etag(&meta.stream_id, start, slice.end, closed);
     if if_none_match.is_some_and(|inm| cache::if_none_match(inm, &tag)) {
-        return Ok(not_modified(meta, tag, slice.end, pinned));
+        return Ok(not_modified(meta, tag, slice.end, caching));
     }
     let mut r = Response::new(200)
         .header(h::CONTENT_TYPE, meta.content_type.as_str())
         .header(h::STREAM_NEXT_OFFSET, meta.wire(slice.end))
         .header(h::ETAG, tag)
-        .header(h::CACHE_CONTROL, policy(meta, slice.end, pinned));
+        .header(h::CACHE_CONTROL, policy(meta, slice.end, caching));
     if slice.end == meta.tail {
         r = r.header(h::STREAM_UP_TO_DATE, "true");
     }
@@ -159,18 +167,18 @@ pub fn catch_up<S: Store>(
 }
 
 /// The catch-up policy of `protocol::cache`.
-fn policy(meta: &StreamMeta, end: Offset, pinned: bool) -> &'static str {
-    if pinned && end < meta.tail {
-        cache::IMMUTABLE
+fn policy(meta: &StreamMeta, end: Offset, caching: &Caching) -> String {
+    if caching.pinned && end < meta.tail {
+        caching.chunk.clone()
     } else {
-        cache::REVALIDATE
+        cache::REVALIDATE.to_string()
     }
 }
 
-fn not_modified(meta: &StreamMeta, tag: String, end: Offset, pinned: bool) -> Response {
+fn not_modified(meta: &StreamMeta, tag: String, end: Offset, caching: &Caching) -> Response {
     let r = Response::new(304)
         .header(h::ETAG, tag)
-        .header(h::CACHE_CONTROL, policy(meta, end, pinned))
+        .header(h::CACHE_CONTROL, policy(meta, end, caching))
         .header(h::STREAM_NEXT_OFFSET, meta.wire(end));
     if end == meta.tail {
         r.header(h::STREAM_UP_TO_DATE, "true")

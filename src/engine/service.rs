@@ -14,7 +14,7 @@ use super::ctx::Ctx;
 use super::decision::Decision;
 use super::failure::{Failure, StoreResult};
 use super::fork::{self, reading, Acquire};
-use super::lifecycle::{current_meta, need, public_meta, touch};
+use super::lifecycle::{cache_budget_s, current_meta, need, public_meta, touch};
 use super::live::{self, LongPoll, PollStep, SseState};
 use super::outcome::{render, Action, Outcome};
 use super::read;
@@ -22,6 +22,7 @@ use super::request::{Method, Request};
 use super::response::Response;
 use super::state::Chunk;
 use super::store::{Commit, Store};
+use crate::protocol::cache;
 use crate::protocol::error::ProtocolError;
 use crate::protocol::headers as h;
 use crate::protocol::offset::OffsetParam;
@@ -108,8 +109,15 @@ pub(super) fn created_deadline(decision: &Decision) -> Option<u64> {
 fn post<S: Store>(store: &S, req: &Request, ctx: &Ctx) -> Result<Outcome, Failure<S::Error>> {
     let input = AppendInput::parse(req, ctx)?;
     let meta = public_meta(store, ctx.now_ms)?;
+    // Idle producer state expires (§5.2.1 "Producer State Cleanup"): an
+    // expired producer is treated as new, even before the prune removes it.
+    let ttl_ms = ctx.config.producer_ttl_s.saturating_mul(1000);
     let producer_state = match &input.producer {
-        Some(p) => store.producer(&p.id).store()?,
+        Some(p) => store
+            .producer(&p.id)
+            .store()?
+            .filter(|(_, used)| used.saturating_add(ttl_ms) > ctx.now_ms)
+            .map(|(state, _)| state),
         None => None,
     };
     let decision = append::decide(&meta, producer_state, input, ctx)?;
@@ -157,7 +165,14 @@ fn get<S: Store>(
                 &view,
                 &meta,
                 start,
-                pinned,
+                &read::Caching {
+                    pinned,
+                    chunk: cache::shared_chunk(
+                        ctx.config.cache_max_age_s,
+                        ctx.config.cache_swr_s,
+                        cache_budget_s(&meta, ctx.now_ms),
+                    ),
+                },
                 req.header(h::IF_NONE_MATCH),
                 cap,
             )?,

@@ -39,7 +39,9 @@ pub fn acquire<S: Store>(
                 m,
                 offset.position(),
                 m.tail.position(),
-                u64::MAX,
+                // Only the append at the offset matters, and no append is
+                // larger than this: never the rest of the stream.
+                ctx.config.max_append_bytes,
             )?;
         }
     }

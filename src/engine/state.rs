@@ -109,6 +109,36 @@ impl StreamMeta {
     pub fn slides(&self) -> bool {
         matches!(self.expiry, Expiry::Ttl { .. })
     }
+
+    /// How often a sliding TTL's access time is written to storage at most
+    /// (§5.1): once per max(1 s, TTL/100). In between it moves in memory
+    /// only, so a thousand readers cost one write, not one per read step.
+    /// After a restart the stored time is at most this much older than the
+    /// last access, so the stream can expire at most this much early.
+    pub fn renewal_interval_ms(&self) -> u64 {
+        match self.expiry {
+            Expiry::Ttl { secs } => secs.saturating_mul(10).max(1000),
+            _ => u64::MAX,
+        }
+    }
+
+    /// Whether this metadata must be written over `stored` (what storage
+    /// holds). Two fields are kept lazily: the tail, which a load derives
+    /// from the last chunk, so a plain append writes only its chunk; and a
+    /// sliding TTL's access time, written once per renewal interval.
+    pub fn must_store(&self, stored: &StreamMeta) -> bool {
+        let renew = self.slides()
+            && self.last_access_ms
+                >= stored
+                    .last_access_ms
+                    .saturating_add(self.renewal_interval_ms());
+        let lazy_equal = StreamMeta {
+            tail: stored.tail,
+            last_access_ms: stored.last_access_ms,
+            ..self.clone()
+        } == *stored;
+        renew || !lazy_equal
+    }
 }
 
 /// Stored state of one idempotent producer (§5.2.1).
@@ -202,6 +232,55 @@ pub fn chunk_append(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn meta(expiry: Expiry) -> StreamMeta {
+        StreamMeta {
+            stream_id: "s".into(),
+            generation: 1,
+            content_type: ContentType::default_type(),
+            tail: Offset::ZERO,
+            closed: false,
+            closed_by: None,
+            expiry,
+            created_ms: 0,
+            last_access_ms: 0,
+            last_stream_seq: None,
+            fork: None,
+            soft_deleted: false,
+        }
+    }
+
+    #[test]
+    fn tail_and_access_are_stored_lazily() {
+        let stored = meta(Expiry::Ttl { secs: 3600 });
+        assert_eq!(stored.renewal_interval_ms(), 36_000);
+        let mut next = stored.clone();
+        next.tail = Offset::new(99).unwrap();
+        next.last_access_ms = 35_999;
+        assert!(
+            !next.must_store(&stored),
+            "tail and a recent access stay in memory"
+        );
+        next.last_access_ms = 36_000;
+        assert!(
+            next.must_store(&stored),
+            "the access is renewed once per interval"
+        );
+        let mut closed = stored.clone();
+        closed.closed = true;
+        assert!(
+            closed.must_store(&stored),
+            "anything else is written at once"
+        );
+        assert_eq!(meta(Expiry::Ttl { secs: 5 }).renewal_interval_ms(), 1000);
+        let fixed = meta(Expiry::Never);
+        let mut later = fixed.clone();
+        later.last_access_ms = u64::MAX / 2;
+        assert!(
+            !later.must_store(&fixed),
+            "no sliding TTL: the access time is never needed"
+        );
+    }
 
     #[test]
     fn small_messages_share_a_chunk() {

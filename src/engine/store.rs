@@ -7,7 +7,9 @@
 //! A [`Commit`] is applied as one unit (one transaction).
 
 use super::state::{Chunk, ProducerState, StreamMeta};
+#[cfg(not(target_arch = "wasm32"))]
 use std::cell::RefCell;
+#[cfg(not(target_arch = "wasm32"))]
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
@@ -46,6 +48,9 @@ pub enum Commit {
         settle: Option<String>,
     },
     /// New metadata, new chunks and the producer's new state, together.
+    /// The store writes the metadata only when
+    /// [`StreamMeta::must_store`] says so (the tail and a recent access time
+    /// stay in memory; a load derives the tail from the last chunk).
     Append {
         meta: StreamMeta,
         chunks: Vec<Chunk>,
@@ -64,13 +69,17 @@ pub enum Commit {
     Send(Outgoing),
     /// Drop an outgoing message (idempotent).
     Settle { fork_id: String },
+    /// Forget producers that have not appended since `idle_before_ms`
+    /// (§5.2.1 producer state cleanup), at most `limit` of them.
+    PruneProducers { idle_before_ms: u64, limit: u32 },
 }
 
 pub trait Store {
     type Error: std::fmt::Debug;
 
     fn meta(&self) -> Result<Option<StreamMeta>, Self::Error>;
-    fn producer(&self, id: &str) -> Result<Option<ProducerState>, Self::Error>;
+    /// A producer's state and when it last appended (ms).
+    fn producer(&self, id: &str) -> Result<Option<(ProducerState, u64)>, Self::Error>;
     /// Visits, in order, the chunk containing `from` (if any) and every chunk
     /// after it, until `visit` breaks.
     fn scan(
@@ -88,16 +97,23 @@ pub trait Store {
     fn commit(&self, commit: Commit) -> Result<(), Self::Error>;
 }
 
-/// In-memory store for host tests and the reference model.
+/// In-memory store for host tests and the reference model (not part of the
+/// wasm build). It keeps metadata "stored" by the same rule as the SQLite
+/// store, and counts those writes, so tests can observe write amplification.
+#[cfg(not(target_arch = "wasm32"))]
 #[derive(Debug, Default)]
 pub struct MemStore {
     inner: RefCell<MemInner>,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 #[derive(Debug, Default, Clone)]
 struct MemInner {
     meta: Option<StreamMeta>,
-    producers: BTreeMap<String, ProducerState>,
+    /// What a durable store would hold, and how often it was written.
+    stored: Option<StreamMeta>,
+    meta_writes: u64,
+    producers: BTreeMap<String, (ProducerState, u64)>,
     chunks: BTreeMap<u64, Chunk>,
     /// fork id → fork path.
     refs: BTreeMap<String, String>,
@@ -105,19 +121,45 @@ struct MemInner {
     last_generation: u64,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl MemInner {
     /// Drops the stream; queued messages survive (they are about others).
     fn clear(&mut self) {
         self.meta = None;
+        self.stored = None;
         self.producers.clear();
         self.chunks.clear();
         self.refs.clear();
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl MemStore {
     pub fn new() -> MemStore {
         MemStore::default()
+    }
+
+    /// Producers with stored state.
+    pub fn producer_count(&self) -> usize {
+        self.inner.borrow().producers.len()
+    }
+
+    /// How many times the metadata row was written.
+    pub fn meta_writes(&self) -> u64 {
+        self.inner.borrow().meta_writes
+    }
+
+    /// The metadata a restart would load: the stored row, with the tail
+    /// derived from the last chunk (as the SQLite store does).
+    pub fn reloaded_meta(&self) -> Option<StreamMeta> {
+        let inner = self.inner.borrow();
+        let mut m = inner.stored.clone()?;
+        if let Some(end) = inner.chunks.values().next_back().map(Chunk::end) {
+            if let Some(t) = crate::protocol::offset::Offset::new(end).filter(|t| *t > m.tail) {
+                m.tail = t;
+            }
+        }
+        Some(m)
     }
 
     /// Number of stored chunk rows (tests check that deletes free them).
@@ -126,6 +168,17 @@ impl MemStore {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
+impl MemInner {
+    /// Writes the metadata row.
+    fn store_meta(&mut self, meta: Option<StreamMeta>) {
+        self.stored.clone_from(&meta);
+        self.meta = meta;
+        self.meta_writes += 1;
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
 impl Store for MemStore {
     type Error = std::convert::Infallible;
 
@@ -133,7 +186,7 @@ impl Store for MemStore {
         Ok(self.inner.borrow().meta.clone())
     }
 
-    fn producer(&self, id: &str) -> Result<Option<ProducerState>, Self::Error> {
+    fn producer(&self, id: &str) -> Result<Option<(ProducerState, u64)>, Self::Error> {
         Ok(self.inner.borrow().producers.get(id).copied())
     }
 
@@ -186,7 +239,7 @@ impl Store for MemStore {
             } => {
                 inner.clear();
                 inner.last_generation = meta.generation;
-                inner.meta = Some(meta);
+                inner.store_meta(Some(meta));
                 inner
                     .chunks
                     .extend(chunks.into_iter().map(|c| (c.start, c)));
@@ -199,12 +252,18 @@ impl Store for MemStore {
                 chunks,
                 producer,
             } => {
-                inner.meta = Some(meta);
+                let used = meta.last_access_ms;
+                let write = inner.stored.as_ref().is_none_or(|s| meta.must_store(s));
+                if write {
+                    inner.store_meta(Some(meta));
+                } else {
+                    inner.meta = Some(meta);
+                }
                 inner
                     .chunks
                     .extend(chunks.into_iter().map(|c| (c.start, c)));
                 if let Some((id, state)) = producer {
-                    inner.producers.insert(id, state);
+                    inner.producers.insert(id, (state, used));
                 }
             }
             Commit::Delete { release } => {
@@ -213,7 +272,7 @@ impl Store for MemStore {
                     inner.outbox.insert(out.fork_id.clone(), out);
                 }
             }
-            Commit::SoftDelete { meta } => inner.meta = Some(meta),
+            Commit::SoftDelete { meta } => inner.store_meta(Some(meta)),
             Commit::AddRef { fork_path, fork_id } => {
                 inner.refs.insert(fork_id, fork_path);
             }
@@ -225,6 +284,21 @@ impl Store for MemStore {
             }
             Commit::Settle { fork_id } => {
                 inner.outbox.remove(&fork_id);
+            }
+            Commit::PruneProducers {
+                idle_before_ms,
+                limit,
+            } => {
+                let idle: Vec<String> = inner
+                    .producers
+                    .iter()
+                    .filter(|(_, (_, used))| *used < idle_before_ms)
+                    .map(|(id, _)| id.clone())
+                    .take(limit as usize)
+                    .collect();
+                for id in idle {
+                    inner.producers.remove(&id);
+                }
             }
         }
         Ok(())

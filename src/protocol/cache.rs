@@ -3,16 +3,21 @@
 //!
 //! | response | Cache-Control |
 //! | --- | --- |
-//! | catch-up from an offset of this incarnation, ending before the tail | `public, max-age=31536000, immutable` |
-//! | long-poll 200 from an offset of this incarnation | `public, max-age=<cursor interval>` |
+//! | catch-up from an offset of this incarnation, ending before the tail | `public, max-age=60, stale-while-revalidate=300` (configurable; within the stream's life) |
+//! | long-poll 200 from an offset of this incarnation | `public, max-age=<cursor interval>` (within the stream's life) |
 //! | catch-up reaching the tail, or from `-1`/no offset | `no-cache` (revalidate: read-your-writes) |
 //! | HEAD, `offset=now`, long-poll 204, errors | `no-store` |
 //! | SSE | `no-cache` |
 //!
 //! An offset names one incarnation of a stream (its generation), so a chunk
-//! that ends before the tail is the same bytes forever: immutable. A read
-//! that reaches the tail may grow, and one from `-1` does not name an
-//! incarnation, so neither may be served without asking the origin.
+//! that ends before the tail is the same bytes for as long as the stream
+//! exists; but a cached copy outlives a DELETE or an expiry. So such chunks
+//! follow §10.1's recommendation (a short `max-age` with
+//! `stale-while-revalidate`), and the lifetime never reaches past the
+//! stream's expiry: deleted data stays visible in caches for at most
+//! `max-age + stale-while-revalidate`. A read that reaches the tail may grow,
+//! and one from `-1` does not name an incarnation, so neither may be served
+//! without asking the origin.
 //!
 //! ETag: `"{stream_id}:{start}:{end}"`, plus `:c` once the stream is closed and
 //! the response reaches its final offset, so a close changes the tag (§10.1).
@@ -21,8 +26,23 @@
 
 use super::offset::Offset;
 
-/// A chunk that can never change (see the module table).
-pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+/// A chunk that does not change while its stream exists (see the module
+/// table): cacheable for `max_age_s`, then served stale for `swr_s` while
+/// revalidating, all within `budget_s` (the stream's remaining life, if it
+/// has an end). A budget under a second means "ask the origin every time".
+pub fn shared_chunk(max_age_s: u64, swr_s: u64, budget_s: Option<u64>) -> String {
+    let budget = budget_s.unwrap_or(u64::MAX);
+    let max_age = max_age_s.min(budget);
+    if max_age == 0 {
+        return REVALIDATE.to_string();
+    }
+    let swr = swr_s.min(budget - max_age);
+    if swr == 0 {
+        format!("public, max-age={max_age}")
+    } else {
+        format!("public, max-age={max_age}, stale-while-revalidate={swr}")
+    }
+}
 /// Stored only if revalidated on every use (ETag → 304).
 pub const REVALIDATE: &str = "no-cache";
 /// HEAD, `offset=now` and anything that must not be stored (§5.5, §8).
@@ -30,9 +50,13 @@ pub const NO_STORE: &str = "no-store";
 /// SSE (§5.8): never stored by intermediaries.
 pub const SSE: &str = "no-cache";
 
-/// A long-poll answer, for one cursor interval (§10.1 collapsing).
-pub fn for_interval(secs: u64) -> String {
-    format!("public, max-age={secs}")
+/// A long-poll answer, for one cursor interval (§10.1 collapsing), within
+/// `budget_s` (the stream's remaining life, if it has an end).
+pub fn for_interval(secs: u64, budget_s: Option<u64>) -> String {
+    match secs.min(budget_s.unwrap_or(u64::MAX)) {
+        0 => NO_STORE.to_string(),
+        s => format!("public, max-age={s}"),
+    }
 }
 
 /// Whether the Worker may store a response with this status and policy.
@@ -140,12 +164,30 @@ mod tests {
 
     #[test]
     fn only_public_answers_with_a_lifetime_are_stored() {
-        assert!(storable(200, IMMUTABLE));
-        assert!(storable(200, &for_interval(20)));
+        let chunk = shared_chunk(60, 300, None);
+        assert!(storable(200, &chunk));
+        assert!(storable(200, &for_interval(20, None)));
         assert!(!storable(200, REVALIDATE));
         assert!(!storable(200, NO_STORE));
-        assert!(!storable(204, IMMUTABLE));
+        assert!(!storable(204, &chunk));
         assert!(!storable(200, "public, max-age=0"));
+    }
+
+    #[test]
+    fn cached_lifetimes_never_outlive_the_stream() {
+        assert_eq!(
+            shared_chunk(60, 300, None),
+            "public, max-age=60, stale-while-revalidate=300"
+        );
+        assert_eq!(
+            shared_chunk(60, 300, Some(100)),
+            "public, max-age=60, stale-while-revalidate=40"
+        );
+        assert_eq!(shared_chunk(60, 300, Some(30)), "public, max-age=30");
+        assert_eq!(shared_chunk(60, 300, Some(0)), REVALIDATE);
+        assert_eq!(shared_chunk(0, 300, None), REVALIDATE);
+        assert_eq!(for_interval(20, Some(5)), "public, max-age=5");
+        assert_eq!(for_interval(20, Some(0)), NO_STORE);
     }
 
     #[test]

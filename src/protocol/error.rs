@@ -35,6 +35,7 @@ pub enum Invalid {
     ForkOffset,
     ForkSubOffset,
     ForkSource,
+    ForkDepth,
 }
 
 impl Invalid {
@@ -123,6 +124,7 @@ impl Invalid {
                 "INVALID_FORK_SOURCE",
                 "Stream-Forked-From must be a stream path on this server",
             ),
+            ForkDepth => ("FORK_TOO_DEEP", "a fork chain may be at most 16 forks deep"),
         }
     }
 }
@@ -155,10 +157,16 @@ pub enum ProtocolError {
     InheritedGone,
     /// 413: the body is larger than the configured limit.
     PayloadTooLarge { limit: u64 },
+    /// 413: more JSON messages in one body than the configured limit.
+    TooManyMessages { limit: u64 },
     /// 414: the stream path is too long.
     UriTooLong,
     /// 503: a step between objects did not complete; retrying is safe.
     Unavailable,
+    /// 503: the isolate holds as many append bytes as it may; retry later.
+    AppendsBusy,
+    /// 503: the stream holds as many live readers as it may; retry later.
+    TooManyReaders { limit: u64 },
 }
 
 impl From<Invalid> for ProtocolError {
@@ -254,6 +262,12 @@ impl ProtocolError {
                 format!("body exceeds the limit of {limit} bytes"),
                 vec![],
             ),
+            TooManyMessages { limit } => (
+                413,
+                "TOO_MANY_MESSAGES",
+                format!("a JSON body may hold at most {limit} messages"),
+                vec![],
+            ),
             UriTooLong => (
                 414,
                 "URI_TOO_LONG",
@@ -265,6 +279,18 @@ impl ProtocolError {
                 "UNAVAILABLE",
                 "the operation could not complete; retry it".into(),
                 vec![(h::RETRY_AFTER, "1".into())],
+            ),
+            AppendsBusy => (
+                503,
+                "APPENDS_BUSY",
+                "too many append bytes in flight; retry shortly".into(),
+                vec![(h::RETRY_AFTER, "1".into())],
+            ),
+            TooManyReaders { limit } => (
+                503,
+                "TOO_MANY_READERS",
+                format!("this stream already has {limit} live readers; retry later"),
+                vec![(h::RETRY_AFTER, "5".into())],
             ),
         };
         ErrorView {

@@ -17,19 +17,157 @@ pub enum JsonBody {
     Create,
 }
 
-/// The messages of a JSON-mode body, each as its exact bytes.
-pub fn split_messages(body: &[u8], purpose: JsonBody) -> Result<Vec<&[u8]>, Invalid> {
+/// Why a JSON-mode body was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    Invalid(Invalid),
+    /// More messages than the per-append limit.
+    TooManyMessages,
+}
+
+impl From<Invalid> for Refused {
+    fn from(v: Invalid) -> Self {
+        Refused::Invalid(v)
+    }
+}
+
+/// One row of a body's stored form: its length, and whether it starts and
+/// ends on a message boundary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Row {
+    pub len: usize,
+    pub head_boundary: bool,
+    pub tail_boundary: bool,
+}
+
+/// A JSON-mode body in its stored form: every message's exact bytes, each
+/// followed by `,`, cut into rows of at most `row_bytes` between messages
+/// where it can; a message longer than a row spans rows of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flattened {
+    pub stored: Vec<u8>,
+    pub rows: Vec<Row>,
+    pub messages: u64,
+}
+
+/// Builds the stored form and its rows as messages arrive, in one pass:
+/// nothing per message is kept but its bytes.
+struct Writer {
+    out: Flattened,
+    row_bytes: usize,
+    max_messages: u64,
+    /// Length of the row being filled, if one is open.
+    open: Option<usize>,
+}
+
+impl Writer {
+    fn close_row(&mut self) {
+        if let Some(len) = self.open.take() {
+            self.out.rows.push(Row {
+                len,
+                head_boundary: true,
+                tail_boundary: true,
+            });
+        }
+    }
+
+    fn push(&mut self, message: &[u8]) -> Result<(), Refused> {
+        self.out.messages += 1;
+        if self.out.messages > self.max_messages {
+            return Err(Refused::TooManyMessages);
+        }
+        self.out.stored.extend_from_slice(message);
+        self.out.stored.push(TERMINATOR);
+        let len = message.len() + 1;
+        let row = self.row_bytes;
+        if len > row {
+            self.close_row();
+            let n = len.div_ceil(row);
+            for i in 0..n {
+                self.out.rows.push(Row {
+                    len: row.min(len - i * row),
+                    head_boundary: i == 0,
+                    tail_boundary: i + 1 == n,
+                });
+            }
+        } else {
+            match self.open {
+                Some(open) if open + len <= row => self.open = Some(open + len),
+                _ => {
+                    self.close_row();
+                    self.open = Some(len);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Visits a top-level array's elements one at a time, writing each one's
+/// exact bytes; no list of elements is ever built.
+struct Elements<'w>(&'w mut Writer);
+
+impl<'de> serde::de::Visitor<'de> for Elements<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON array")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+            if self.0.push(raw.get().as_bytes()).is_err() {
+                return Err(serde::de::Error::custom(TOO_MANY));
+            }
+        }
+        Ok(())
+    }
+}
+
+const TOO_MANY: &str = "too many messages";
+
+/// Validates a JSON-mode body as one JSON value and builds its stored form
+/// (§9.1): a top-level array is flattened one level, each element a message
+/// (§9.1.2); anything else is one message. One pass over the body: memory is
+/// the stored form plus one entry per row, whatever the message count.
+pub fn flatten(
+    body: &[u8],
+    purpose: JsonBody,
+    row_bytes: usize,
+    max_messages: u64,
+) -> Result<Flattened, Refused> {
     let text = std::str::from_utf8(body).map_err(|_| Invalid::Json)?;
-    let value: &RawValue = serde_json::from_str(text).map_err(|_| Invalid::Json)?;
-    let raw = value.get();
-    if !raw.starts_with('[') {
-        return Ok(vec![raw.as_bytes()]);
+    let mut w = Writer {
+        out: Flattened {
+            stored: Vec::with_capacity(body.len() + 1),
+            rows: Vec::new(),
+            messages: 0,
+        },
+        row_bytes: row_bytes.max(1),
+        max_messages,
+        open: None,
+    };
+    if text.trim_start().starts_with('[') {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let parsed =
+            serde::Deserializer::deserialize_seq(&mut de, Elements(&mut w)).and_then(|()| de.end());
+        if let Err(e) = parsed {
+            let too_many = w.out.messages > w.max_messages || e.to_string().starts_with(TOO_MANY);
+            return Err(if too_many {
+                Refused::TooManyMessages
+            } else {
+                Invalid::Json.into()
+            });
+        }
+        if w.out.messages == 0 && purpose == JsonBody::Append {
+            return Err(Invalid::EmptyJsonArray.into());
+        }
+    } else {
+        let value: &RawValue = serde_json::from_str(text).map_err(|_| Invalid::Json)?;
+        w.push(value.get().as_bytes())?;
     }
-    let items: Vec<&RawValue> = serde_json::from_str(raw).map_err(|_| Invalid::Json)?;
-    if items.is_empty() && purpose == JsonBody::Append {
-        return Err(Invalid::EmptyJsonArray);
-    }
-    Ok(items.into_iter().map(|v| v.get().as_bytes()).collect())
+    w.close_row();
+    Ok(w.out)
 }
 
 /// Stored bytes of one message: the message and its `,` terminator.
@@ -82,11 +220,58 @@ mod tests {
     use super::*;
 
     fn msgs(body: &str, p: JsonBody) -> Result<Vec<String>, Invalid> {
-        split_messages(body.as_bytes(), p).map(|v| {
-            v.into_iter()
-                .map(|m| String::from_utf8(m.to_vec()).unwrap())
-                .collect()
-        })
+        match flatten(body.as_bytes(), p, usize::MAX, u64::MAX) {
+            Ok(f) => {
+                let ends = boundaries(&f.stored);
+                let mut from = 0;
+                Ok(ends
+                    .into_iter()
+                    .map(|end| {
+                        let m = String::from_utf8(f.stored[from..end - 1].to_vec()).unwrap();
+                        from = end;
+                        m
+                    })
+                    .collect())
+            }
+            Err(Refused::Invalid(v)) => Err(v),
+            Err(Refused::TooManyMessages) => panic!("no limit here"),
+        }
+    }
+
+    fn split_messages(body: &[u8], p: JsonBody) -> Result<Vec<String>, Invalid> {
+        msgs(std::str::from_utf8(body).map_err(|_| Invalid::Json)?, p)
+    }
+
+    #[test]
+    fn rows_cut_between_messages_and_big_messages_span_rows() {
+        let f = flatten(br#"[1, 22, "0123456789", 3]"#, JsonBody::Append, 5, 100).unwrap();
+        assert_eq!(f.stored, br#"1,22,"0123456789",3,"#);
+        let shape: Vec<_> = f
+            .rows
+            .iter()
+            .map(|r| (r.len, r.head_boundary, r.tail_boundary))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                (5, true, true),
+                (5, true, false),
+                (5, false, false),
+                (3, false, true),
+                (2, true, true)
+            ]
+        );
+        assert_eq!(f.messages, 4);
+    }
+
+    #[test]
+    fn the_message_limit_is_enforced_while_parsing() {
+        assert_eq!(
+            flatten(b"[1,2,3]", JsonBody::Append, 64, 2),
+            Err(Refused::TooManyMessages)
+        );
+        assert!(flatten(b"[1,2]", JsonBody::Append, 64, 2).is_ok());
+        assert!(flatten(b"{\"a\":[1,2,3]}", JsonBody::Append, 64, 1).is_ok());
     }
 
     #[test]
@@ -135,6 +320,10 @@ mod tests {
         assert_eq!(
             split_messages(&[0xff, 0xfe], JsonBody::Append),
             Err(Invalid::Json)
+        );
+        assert_eq!(
+            flatten(&[0xff, 0xfe], JsonBody::Append, 64, 9),
+            Err(Refused::Invalid(Invalid::Json))
         );
     }
 
