@@ -146,6 +146,51 @@ describe("edge cache", () => {
     expect(eof.headers.get("x-cache")).not.toBe("HIT")
   })
 
+  test("a deleted stream's cached chunks stop being served once their max-age passes", { timeout: 30_000 }, async () => {
+    const { url, offsets } = await stream(4)
+    const chunk = `${url}?offset=${offsets[1]}`
+    await (await fetch(chunk)).text()
+    await until(async () => (await fetch(chunk)).headers.get("x-cache") === "HIT")
+    expect((await fetch(url, { method: "DELETE" })).status).toBe(204)
+    // max-age 5 s + stale-while-revalidate 1 s: then the origin answers, and it is gone.
+    const deleted = Date.now()
+    await until(async () => (await fetch(chunk)).status === 404, 15_000)
+    expect(Date.now() - deleted).toBeLessThan(12_000)
+  })
+
+  test("a shared read that hangs (its leader gone) does not hold the readers that come later", { timeout: 40_000 }, async () => {
+    const { url, name, offsets } = await stream(4)
+    const chunk = `${url}?offset=${offsets[1]}&x=hang`
+    // The object computes the leader's answer, then sits on it for 25 s.
+    await fetch(`${base}/__test/stream/${name}?fault=slow-read&ms=25000`, { method: "POST" })
+    const leader = new AbortController()
+    const led = fetch(chunk, { signal: leader.signal }).catch((e) => e)
+    await new Promise((r) => setTimeout(r, 200))
+    leader.abort()
+    await led
+    // A reader of the same chunk joins the hung read, gives up at its deadline
+    // (5 s) and asks the object itself.
+    const t0 = Date.now()
+    const later = await fetch(chunk)
+    expect(later.status).toBe(200)
+    expect(await later.text()).toBe("------1;------2;")
+    expect(Date.now() - t0).toBeLessThan(15_000)
+  })
+
+  test("read-your-writes under collapsing: a read that joins one answered before its append is not served from it", { timeout: 30_000 }, async () => {
+    const { url, name, offsets } = await stream(1)
+    const tail = offsets[1]!
+    // A reader at the tail whose answer (nothing new) is computed now and sent 2 s later.
+    await fetch(`${base}/__test/stream/${name}?fault=slow-read&ms=2000`, { method: "POST" })
+    const early = fetch(`${url}?offset=${tail}`).then(async (r) => ({ body: await r.text(), upToDate: r.headers.get("stream-up-to-date") }))
+    await new Promise((r) => setTimeout(r, 300))
+    // Meanwhile a writer appends, is acknowledged, and reads from the same offset.
+    expect((await fetch(url, { method: "POST", headers: text, body: "mine;" })).status).toBe(204)
+    const own = await fetch(`${url}?offset=${tail}`)
+    expect(await own.text(), "the writer sees its own append").toBe("mine;")
+    expect((await early).body, "the early reader got the answer of its time").toBe("")
+  })
+
   test("every response says what the cache did", async () => {
     const { url, offsets } = await stream(1)
     const xs = async (r: Promise<Response>) => (await r).headers.get("x-cache")

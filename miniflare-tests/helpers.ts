@@ -42,6 +42,9 @@ export interface Stats {
   softDeleted: boolean
   wasmMemoryBytes: number
   requests: number
+  producerRows: number
+  readers: number
+  appendBytesReserved: number
 }
 
 export async function stats(base: string, name: string): Promise<Stats> {

@@ -4,7 +4,7 @@
  * overrides below: a short long-poll timeout, SSE lifetime and keep-alive.
  * Shared by the vitest specs and the benchmarks in bench/.
  */
-import { Miniflare } from "miniflare"
+import { Log, LogLevel, Miniflare } from "miniflare"
 import { unstable_getMiniflareWorkerOptions } from "wrangler"
 import { fileURLToPath } from "node:url"
 import path from "node:path"
@@ -38,6 +38,8 @@ export function createMiniflare(opts = {}) {
     cache: true,
     host: "127.0.0.1",
     port: 0,
+    // MF_LOG=debug (or info, warn, error) shows the worker's and workerd's logs.
+    ...(process.env.MF_LOG ? { log: new Log(LogLevel[process.env.MF_LOG.toUpperCase()] ?? LogLevel.INFO) } : {}),
   })
 }
 

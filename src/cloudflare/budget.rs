@@ -50,3 +50,49 @@ impl Drop for Reserved {
 pub fn reserved() -> u64 {
     RESERVED.with(Cell::get)
 }
+
+/// Inherited-chunk fetches (a fork's reads of its source) an isolate runs at
+/// once. Each answer is up to `MAX_READ_CHUNK_BYTES`, held in JavaScript
+/// until it is read whole; without a bound, 50 fork readers starting at
+/// offset 0 would hold 50 pages at once.
+const FETCH_SLOTS: u64 = 4;
+
+thread_local! {
+    static FETCHES: Cell<u64> = const { Cell::new(0) };
+    static FETCH_WAITERS: std::cell::RefCell<std::collections::VecDeque<futures_channel::oneshot::Sender<()>>> =
+        const { std::cell::RefCell::new(std::collections::VecDeque::new()) };
+}
+
+/// A running inherited fetch; dropping it lets the next waiter run.
+pub struct FetchSlot(());
+
+/// Waits for one of the isolate's [`FETCH_SLOTS`].
+pub async fn fetch_slot() -> FetchSlot {
+    loop {
+        let free = FETCHES.with(|f| {
+            let n = f.get();
+            (n < FETCH_SLOTS).then(|| f.set(n + 1)).is_some()
+        });
+        if free {
+            return FetchSlot(());
+        }
+        let (tx, rx) = futures_channel::oneshot::channel();
+        FETCH_WAITERS.with(|w| w.borrow_mut().push_back(tx));
+        // Woken when a slot frees (or the waker's request went away: look again).
+        let _ = rx.await;
+    }
+}
+
+impl Drop for FetchSlot {
+    fn drop(&mut self) {
+        FETCHES.with(|f| f.set(f.get().saturating_sub(1)));
+        FETCH_WAITERS.with(|w| {
+            let mut w = w.borrow_mut();
+            while let Some(tx) = w.pop_front() {
+                if tx.send(()).is_ok() {
+                    break;
+                }
+            }
+        });
+    }
+}

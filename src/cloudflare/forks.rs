@@ -40,6 +40,8 @@ use crate::engine::response::Response as Neutral;
 use crate::engine::state::Chunk;
 use crate::engine::wire;
 use crate::protocol::error::ProtocolError;
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::worker_sys::web_sys;
 use worker::{Env, Method, Request, RequestInit};
 
 /// Internal paths, as the source object sees them.
@@ -105,20 +107,31 @@ pub async fn acquire(
     }
 }
 
+/// A response body read whole by JavaScript and copied into wasm memory
+/// once, at its exact size (`Response::bytes` would grow a buffer chunk by
+/// chunk, and concurrent readers would each hold a growing copy).
+async fn whole_body(r: worker::Response) -> worker::Result<Vec<u8>> {
+    let web = web_sys::Response::from(r);
+    let buffer = JsFuture::from(web.array_buffer()?).await?;
+    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
+}
+
 /// The source's chunks of `[need.from, need.to)`, from the incarnation
-/// `need.source_id` only.
+/// `need.source_id` only. At most a few such fetches run per isolate at once
+/// (see [`super::budget::fetch_slot`]).
 pub async fn chunks(env: &Env, need: &Need) -> Result<Vec<Chunk>, Refused> {
+    let _slot = super::budget::fetch_slot().await;
     let id: String = form_urlencoded::byte_serialize(need.source_id.as_bytes()).collect();
     let path = format!("{CHUNKS}?from={}&to={}&id={id}", need.from, need.to);
     let source = need.source.as_str();
     let unavailable = || Refused(Neutral::error(&ProtocolError::Unavailable));
-    let mut r = call(env, source, &path, None)
+    let r = call(env, source, &path, None)
         .await
         .map_err(|_| unavailable())?;
     if r.status_code() != 200 {
         return Err(refused(r).await);
     }
-    let body = r.bytes().await.map_err(|_| unavailable())?;
+    let body = whole_body(r).await.map_err(|_| unavailable())?;
     wire::decode_chunks(&body).ok_or_else(unavailable)
 }
 

@@ -104,7 +104,12 @@ impl StreamObject {
         let max_readers = shared.config.max_readers_per_stream;
         let crowded = shared.live.readers() >= max_readers;
         match action {
-            Action::Respond(r) => convert::render(r),
+            Action::Respond(r) => {
+                if let Some(ms) = shared.slow_read_ms() {
+                    worker::Delay::from(std::time::Duration::from_millis(ms)).await;
+                }
+                convert::render(r)
+            }
             Action::LongPoll(_) | Action::Sse { .. } if crowded => {
                 convert::render_error(&ProtocolError::TooManyReaders { limit: max_readers })
             }

@@ -28,6 +28,9 @@ pub enum Fault {
     /// The next `n` requests to the object throw, as a platform failure
     /// (reset, overload) does: the caller's stub fetch rejects.
     Throws(u32),
+    /// The next catch-up read's answer, computed at once, is sent only
+    /// after `ms`: a read in flight while other requests come and go.
+    SlowRead(u64),
 }
 
 impl Fault {
@@ -43,6 +46,7 @@ impl Fault {
             Some("slow-fork") => Some(Fault::SlowFork(num("ms").unwrap_or(1000))),
             Some("arm-fails") => Some(Fault::ArmFails(count)),
             Some("throws") => Some(Fault::Throws(count)),
+            Some("slow-read") => Some(Fault::SlowRead(num("ms").unwrap_or(1000))),
             _ => None,
         }
     }
@@ -80,6 +84,17 @@ impl Shared {
         self.take(Fault::Throws)
     }
 
+    /// Consumes an armed [`Fault::SlowRead`]: its delay.
+    pub fn slow_read_ms(&self) -> Option<u64> {
+        match self.fault.get() {
+            Some(Fault::SlowRead(ms)) => {
+                self.fault.set(None);
+                Some(ms)
+            }
+            _ => None,
+        }
+    }
+
     /// The delay of an armed [`Fault::SlowFork`], if any.
     pub fn slow_fork_ms(&self) -> Option<u64> {
         match self.fault.get() {
@@ -90,20 +105,21 @@ impl Shared {
 }
 
 pub async fn handle(shared: &Shared, req: &Request) -> Result<Response> {
+    let url = req.url()?;
+    let post = req.method() == worker::Method::Post;
+    let version = url
+        .query_pairs()
+        .find(|(k, _)| k == "schema-version")
+        .and_then(|(_, v)| v.parse::<i64>().ok());
+    if let (true, Some(v)) = (post, version) {
+        // As if this storage had been written by a build of schema `v`: the
+        // next request checks (and migrates or refuses) it again.
+        shared.store.pretend_version(v)?;
+        shared.schema_ready.set(false);
+        return Response::empty();
+    }
     shared.ready()?;
-    if req.method() == worker::Method::Post {
-        let url = req.url()?;
-        let version = url
-            .query_pairs()
-            .find(|(k, _)| k == "schema-version")
-            .and_then(|(_, v)| v.parse::<i64>().ok());
-        if let Some(v) = version {
-            // As if this storage had been written by a build of schema `v`:
-            // the next request checks (and migrates or refuses) it again.
-            shared.store.pretend_version(v)?;
-            shared.schema_ready.set(false);
-            return Response::empty();
-        }
+    if post {
         shared.fault.set(Fault::parse(&url));
         return Response::empty();
     }

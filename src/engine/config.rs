@@ -102,7 +102,7 @@ pub const VARS: [Var; 15] = [
     Var { name: "CACHE_MAX_AGE_S", default: 60, min: 0, max: 365 * DAY_S, field: |c| &mut c.cache_max_age_s },
     Var { name: "CACHE_SWR_S", default: 300, min: 0, max: 365 * DAY_S, field: |c| &mut c.cache_swr_s },
     Var { name: "MAX_READERS_PER_STREAM", default: 2_000, min: 1, max: 32_768, field: |c| &mut c.max_readers_per_stream },
-    Var { name: "MAX_INFLIGHT_APPEND_BYTES", default: 48 * MIB, min: MIB, max: 96 * MIB, field: |c| &mut c.max_inflight_append_bytes },
+    Var { name: "MAX_INFLIGHT_APPEND_BYTES", default: 24 * MIB, min: MIB, max: 96 * MIB, field: |c| &mut c.max_inflight_append_bytes },
 ];
 
 impl Config {
