@@ -13,7 +13,8 @@ import path from "node:path"
 import { gzipSync } from "node:zlib"
 import { ROOT } from "../miniflare-tests/mf.mjs"
 import { baseline, node, ours } from "./servers.mjs"
-import { appends, catchUp, fanOut, parkedMemory, producerBatches } from "./workloads.mjs"
+import { missingFigures } from "./smoke-check.mjs"
+import { appends, catchUp, fanOut, parkedMemory, producerBatches, transport } from "./workloads.mjs"
 
 const smoke = process.argv.includes("--smoke")
 const outIdx = process.argv.indexOf("--out")
@@ -63,6 +64,7 @@ async function bundleAndColdStart() {
 
 async function measure(srv) {
   const r = {}
+  transport.dropped = 0
   r.appends_16x16 = await appends(srv, { writers: 16, pathFor: (i) => `/v1/stream/${uniq(`a${i}`)}`, durationMs: P.duration, bodyBytes: 100 })
   const hot = `/v1/stream/${uniq("hot")}`
   r.appends_hot = await appends(srv, { writers: 16, pathFor: () => hot, durationMs: P.duration, bodyBytes: 100 })
@@ -71,6 +73,7 @@ async function measure(srv) {
   r.fanout_long_poll = await fanOut(srv, { kind: "long-poll", readers: P.readers, messages: P.messages, intervalMs: P.interval })
   r.fanout_sse = await fanOut(srv, { kind: "sse", readers: P.readers, messages: P.messages, intervalMs: P.interval })
   r.parked_sse = await parkedMemory(srv, { parked: P.parked })
+  r.transport_dropped = transport.dropped
   return r
 }
 
@@ -146,12 +149,14 @@ table.push(
       ? `; wrangler dev ready after ${(results.bundle.wrangler_ready_ms / 1000).toFixed(1)} s (build included), first request ${fmt(results.bundle.first_request_ms)} ms, second ${fmt(results.bundle.second_request_ms)} ms`
       : "")
 )
+const dropped = names.map((n) => `${n} ${S[n].transport_dropped}`).join(", ")
+table.push("", `requests closed by the runtime without an answer (retried): ${dropped}`)
 console.log(`\n${results.date} — ${results.machine}${smoke ? " (smoke run)" : ""}\n`)
 console.log(table.join("\n"))
 results.table = table
 if (out) writeFileSync(out, JSON.stringify(results, null, 2))
 if (smoke) {
-  const missing = rows.flatMap(([label, get]) => names.filter((n) => !(get(S[n]) >= 0)).map((n) => `${label} / ${n}`))
+  const missing = missingFigures(rows, names, S)
   if (missing.length) {
     console.error(`bench smoke: missing figures: ${missing.join("; ")}`)
     process.exit(1)

@@ -8,10 +8,22 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 const pct = (sorted, p) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] : NaN)
 const uniq = (p) => `${p}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`
 
+/** Requests workerd's HTTP server closed without an answer, retried (see README, Reliability). */
+export const transport = { dropped: 0 }
+
 async function call(pool, method, path, headers = {}, body) {
-  const r = await pool.request({ method, path, headers, body })
-  await r.body.dump()
-  return r.statusCode
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const r = await pool.request({ method, path, headers, body })
+      await r.body.dump()
+      return r.statusCode
+    } catch (e) {
+      // A keep-alive connection the server closed before reading this
+      // request: it never reached the server, so sending it again is safe.
+      if (e?.code !== "UND_ERR_SOCKET" || attempt > 0) throw e
+      transport.dropped++
+    }
+  }
 }
 
 async function create(pool, path, contentType = "application/octet-stream") {
@@ -164,5 +176,8 @@ export async function parkedMemory(srv, { parked }) {
   const after = rss(srv.pid)
   controller.abort()
   await Promise.all(readers)
-  return { bytes_per_reader: (after - before) / parked, parked: connected }
+  // RSS moves with the allocator's mood: a small fleet can even shrink it.
+  // Below zero means "too small to see", reported as 0.
+  const raw = (after - before) / parked
+  return { bytes_per_reader: Math.max(0, raw), raw_bytes_per_reader: raw, parked: connected }
 }

@@ -52,46 +52,67 @@ pub fn reserved() -> u64 {
 }
 
 /// Inherited-chunk fetches (a fork's reads of its source) an isolate runs at
-/// once. Each answer is up to `MAX_READ_CHUNK_BYTES`, held in JavaScript
-/// until it is read whole; without a bound, 50 fork readers starting at
-/// offset 0 would hold 50 pages at once.
+/// once against one source. Each answer is up to `MAX_READ_CHUNK_BYTES`;
+/// without a bound, 50 fork readers starting at offset 0 would have 50 pages
+/// rendered and in flight at once. The bound is per source, so a read down a
+/// fork chain (each level fetching from the next source while its own fetch
+/// is open) never waits for itself.
 const FETCH_SLOTS: u64 = 4;
 
+/// Fetches running against one source, and the fetches waiting for a slot.
+#[derive(Default)]
+struct Slots {
+    running: u64,
+    waiting: std::collections::VecDeque<futures_channel::oneshot::Sender<()>>,
+}
+
 thread_local! {
-    static FETCHES: Cell<u64> = const { Cell::new(0) };
-    static FETCH_WAITERS: std::cell::RefCell<std::collections::VecDeque<futures_channel::oneshot::Sender<()>>> =
-        const { std::cell::RefCell::new(std::collections::VecDeque::new()) };
+    static FETCHES: std::cell::RefCell<std::collections::HashMap<String, Slots>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
 }
 
 /// A running inherited fetch; dropping it lets the next waiter run.
-pub struct FetchSlot(());
+pub struct FetchSlot(String);
 
-/// Waits for one of the isolate's [`FETCH_SLOTS`].
-pub async fn fetch_slot() -> FetchSlot {
+/// Waits for one of the isolate's [`FETCH_SLOTS`] for `source`.
+pub async fn fetch_slot(source: &str) -> FetchSlot {
     loop {
-        let free = FETCHES.with(|f| {
-            let n = f.get();
-            (n < FETCH_SLOTS).then(|| f.set(n + 1)).is_some()
+        let rx = FETCHES.with(|f| {
+            let mut f = f.borrow_mut();
+            let slots = f.entry(source.to_string()).or_default();
+            if slots.running < FETCH_SLOTS {
+                slots.running += 1;
+                return None;
+            }
+            let (tx, rx) = futures_channel::oneshot::channel();
+            slots.waiting.push_back(tx);
+            Some(rx)
         });
-        if free {
-            return FetchSlot(());
+        match rx {
+            None => return FetchSlot(source.to_string()),
+            // Woken when a slot frees (or its waker went away: look again).
+            Some(rx) => {
+                let _ = rx.await;
+            }
         }
-        let (tx, rx) = futures_channel::oneshot::channel();
-        FETCH_WAITERS.with(|w| w.borrow_mut().push_back(tx));
-        // Woken when a slot frees (or the waker's request went away: look again).
-        let _ = rx.await;
     }
 }
 
 impl Drop for FetchSlot {
     fn drop(&mut self) {
-        FETCHES.with(|f| f.set(f.get().saturating_sub(1)));
-        FETCH_WAITERS.with(|w| {
-            let mut w = w.borrow_mut();
-            while let Some(tx) = w.pop_front() {
+        FETCHES.with(|f| {
+            let mut f = f.borrow_mut();
+            let Some(slots) = f.get_mut(&self.0) else {
+                return;
+            };
+            slots.running = slots.running.saturating_sub(1);
+            while let Some(tx) = slots.waiting.pop_front() {
                 if tx.send(()).is_ok() {
                     break;
                 }
+            }
+            if slots.running == 0 && slots.waiting.is_empty() {
+                f.remove(&self.0);
             }
         });
     }

@@ -120,7 +120,7 @@ async fn whole_body(r: worker::Response) -> worker::Result<Vec<u8>> {
 /// `need.source_id` only. At most a few such fetches run per isolate at once
 /// (see [`super::budget::fetch_slot`]).
 pub async fn chunks(env: &Env, need: &Need) -> Result<Vec<Chunk>, Refused> {
-    let _slot = super::budget::fetch_slot().await;
+    let _slot = super::budget::fetch_slot(&need.source).await;
     let id: String = form_urlencoded::byte_serialize(need.source_id.as_bytes()).collect();
     let path = format!("{CHUNKS}?from={}&to={}&id={id}", need.from, need.to);
     let source = need.source.as_str();
