@@ -3,9 +3,9 @@
 //! and serving one (the source's side: acquire, chunks, release).
 
 use super::convert;
+use super::faults::Fault;
 use super::forks::{self, Refused};
 use super::shared::{now_ms, Shared, Step};
-use super::test_routes::Fault;
 use crate::engine::fork::{Acquire, Need};
 use crate::engine::fork_create;
 use crate::engine::outcome::Action;
@@ -47,9 +47,9 @@ impl Shared {
                 return convert::render_error(&ProtocolError::Unavailable);
             }
         };
-        match self.fault.get() {
+        match self.faults.get() {
             Some(Fault::AfterAcquire) => {
-                self.fault.set(None);
+                self.faults.arm(None);
                 return convert::render(Neutral::new(500).finish());
             }
             Some(Fault::SlowFork(ms)) => {

@@ -7,6 +7,7 @@
 mod budget;
 mod convert;
 mod edge_cache;
+mod faults;
 mod fork_object;
 mod forks;
 mod live;

@@ -7,15 +7,17 @@
 //! bare 500.
 
 use super::convert;
+use super::faults::Faults;
 use super::live::Live;
 use super::shared::{now_ms, Shared, Step};
 use super::sql_store::SqlStore;
 use super::{forks, sse_pump, test_routes};
 use crate::engine::config::Config;
 use crate::engine::lifecycle;
-use crate::engine::live::{self, LongPoll};
+use crate::engine::live::LongPoll;
 use crate::engine::outcome::{Action, Outcome};
 use crate::engine::request::Request as NeutralRequest;
+use crate::engine::resume;
 use crate::engine::service;
 use crate::engine::state::Chunk;
 use crate::protocol::error::ProtocolError;
@@ -47,7 +49,7 @@ impl StreamObject {
                 .with_inherited(&mut inherited, |inherited| {
                     let ctx = shared.ctx(now_ms(), "");
                     Ok(
-                        match live::resume_long_poll(
+                        match resume::resume_long_poll(
                             &shared.store,
                             current.clone(),
                             &ctx,
@@ -105,7 +107,7 @@ impl StreamObject {
         let crowded = shared.live.readers() >= max_readers;
         match action {
             Action::Respond(r) => {
-                if let Some(ms) = shared.slow_read_ms() {
+                if let Some(ms) = shared.faults.slow_read_ms() {
                     worker::Delay::from(std::time::Duration::from_millis(ms)).await;
                 }
                 convert::render(r)
@@ -161,7 +163,7 @@ impl DurableObject for StreamObject {
             live: Rc::new(Live::default()),
             schema_ready: Cell::new(false),
             pending_alarm: Cell::new(None),
-            fault: Cell::new(None),
+            faults: Faults::default(),
             requests: Cell::new(0),
             last_prune_ms: Cell::new(0),
         });
@@ -169,7 +171,7 @@ impl DurableObject for StreamObject {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        if !req.path().starts_with(super::TEST_PREFIX) && self.shared.throw_fault() {
+        if !req.path().starts_with(super::TEST_PREFIX) && self.shared.faults.throw_fault() {
             // The platform failing this request: the caller's stub throws.
             return Err(worker::Error::RustError("test fault: object throws".into()));
         }

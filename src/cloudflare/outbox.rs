@@ -17,7 +17,7 @@ use worker::Result;
 impl Shared {
     /// Makes sure the alarm fires no later than `deadline`.
     pub async fn arm(&self, deadline: u64) -> Result<()> {
-        if self.arm_fault() {
+        if self.faults.arm_fault() {
             return Err(worker::Error::RustError("test fault: arm fails".into()));
         }
         let storage = self.store.storage();
@@ -74,11 +74,11 @@ impl Shared {
     pub async fn deliver_outbox(&self) -> Result<()> {
         let due = fork_create::due_messages(&self.store, now_ms())?;
         for out in due {
-            if let Some(ms) = self.slow_fork_ms() {
+            if let Some(ms) = self.faults.slow_fork_ms() {
                 worker::Delay::from(Duration::from_millis(ms)).await;
             }
-            let delivered =
-                !self.release_fault() && forks::release(&self.env, &out.source, &out.fork_id).await;
+            let delivered = !self.faults.release_fault()
+                && forks::release(&self.env, &out.source, &out.fork_id).await;
             let retry_at = now_ms().saturating_add(self.config.fork_retry_ms);
             fork_create::after_delivery(&self.store, out, delivered, retry_at)?;
         }

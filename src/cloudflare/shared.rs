@@ -3,10 +3,10 @@
 //! live readers, and the one loop that fetches a fork's inherited chunks
 //! and calls the engine again with them.
 
+use super::faults::Faults;
 use super::forks::{self, Refused};
 use super::live::Live;
 use super::sql_store::SqlStore;
-use super::test_routes::Fault;
 use crate::engine::config::Config;
 use crate::engine::ctx::Ctx;
 use crate::engine::fork::Need;
@@ -27,7 +27,7 @@ pub struct Shared {
     pub schema_ready: Cell<bool>,
     /// An alarm deadline an effect could not set (see `outbox.rs`).
     pub pending_alarm: Cell<Option<u64>>,
-    pub fault: Cell<Option<Fault>>,
+    pub faults: Faults,
     /// Client requests served (the edge-cache tests observe it).
     pub requests: Cell<u64>,
     /// When idle producer state was last pruned.

@@ -6,8 +6,9 @@
 use super::convert;
 use super::live::{ReaderGuard, Woke};
 use super::shared::{now_ms, Shared, Step};
-use crate::engine::live::{self, SseState, SseStep};
+use crate::engine::live::{SseState, SseStep};
 use crate::engine::response::Response as Neutral;
+use crate::engine::resume;
 use crate::engine::state::Chunk;
 use futures_util::stream;
 use std::rc::Rc;
@@ -39,7 +40,7 @@ impl SsePump {
                 .with_inherited(&mut self.inherited, |inherited| {
                     let ctx = shared.ctx(now, "");
                     Ok(
-                        match live::sse_next(&shared.store, state, &ctx, keepalive, inherited)? {
+                        match resume::sse_next(&shared.store, state, &ctx, keepalive, inherited)? {
                             SseStep::NeedInherited(n) => Step::Need(n),
                             other => Step::Done(other),
                         },

@@ -19,6 +19,7 @@ pub mod producer;
 pub mod read;
 pub mod request;
 pub mod response;
+pub mod resume;
 pub mod service;
 pub mod source;
 pub mod state;

@@ -13,14 +13,14 @@ pub enum Action {
     /// Send this response.
     Respond(Response),
     /// Park a long-poll until the stream changes or its deadline passes,
-    /// then call [`super::live::resume_long_poll`].
+    /// then call `resume::resume_long_poll`.
     LongPoll(LongPoll),
-    /// Send `head`, then stream [`super::live::sse_next`]'s events.
+    /// Send `head`, then stream `resume::sse_next`'s events.
     Sse { head: Response, state: SseState },
     /// Fetch the source's chunks and call again with them.
     NeedInherited(Need),
     /// Ask the source (`acquire.fork_path`'s source) for a reference, then
-    /// call [`super::fork_create::finish_fork`] with its answer.
+    /// call `fork_create::finish_fork` with its answer.
     Fork { source: String, acquire: Acquire },
 }
 

@@ -6,7 +6,7 @@
 //! A fork's reads may need chunks of its source's range: the service then
 //! answers [`Action::NeedInherited`]; the adapter fetches them and calls
 //! again with them. A new fork answers [`Action::Fork`]: the adapter asks the
-//! source, then calls [`super::fork_create::finish_fork`].
+//! source, then calls `fork_create::finish_fork`.
 
 use super::append::{self, AppendInput};
 use super::create::{self, CreateInput};

@@ -9,7 +9,7 @@ use durable_streams_edge::engine::outcome::Action;
 use durable_streams_edge::engine::request::{Method, Request};
 use durable_streams_edge::engine::response::Response;
 use durable_streams_edge::engine::store::MemStore;
-use durable_streams_edge::engine::{lifecycle, live as live_steps, service};
+use durable_streams_edge::engine::{lifecycle, resume, service};
 
 pub const URL: &str = "http://127.0.0.1:8787/v1/stream/test";
 pub const T0: u64 = 1_760_000_000_000;
@@ -68,12 +68,12 @@ impl Harness {
 
     /// A parked long-poll's next step at the current time.
     pub fn resume(&mut self, wait: LongPoll) -> Action {
-        self.with_ctx(|store, ctx| live_steps::resume_long_poll(store, wait, ctx, &[]).unwrap())
+        self.with_ctx(|store, ctx| resume::resume_long_poll(store, wait, ctx, &[]).unwrap())
     }
 
     /// An SSE connection's next step at the current time.
     pub fn sse(&mut self, state: &mut SseState, keepalive: bool) -> SseStep {
-        self.with_ctx(|store, ctx| live_steps::sse_next(store, state, ctx, keepalive, &[]).unwrap())
+        self.with_ctx(|store, ctx| resume::sse_next(store, state, ctx, keepalive, &[]).unwrap())
     }
 
     pub fn advance(&mut self, ms: u64) {
