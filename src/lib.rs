@@ -15,7 +15,7 @@
 //!   - `content_type`: media types compared by essence; JSON mode, SSE encoding (§9).
 //!   - `expiry`: strict `Stream-TTL`, RFC 3339 `Stream-Expires-At` (§5.1).
 //!   - `producer`: idempotent producer headers and `Stream-Seq` (§5.2, §5.2.1).
-//!   - `json`: JSON-mode validation, one-level flattening, stored form (§9.1).
+//!   - `json`: JSON-mode validation and one-pass flattening into stored rows (§9.1).
 //!   - `cache`: cache policy and keys, ETags, `If-None-Match` (§10).
 //!   - `cursor`: long-poll and SSE cursors with jitter (§10.1).
 //!   - `sse`: SSE event framing, base64, UTF-8-safe cuts (§5.8).
@@ -23,17 +23,23 @@
 //!   - `query`: `offset`, `live`, `cursor` parsing (§5.6–§5.8).
 //!   - `error`: the one `ProtocolError` enum and its status/code/header view.
 //! - [`engine`]: the per-stream state machine.
-//!   - `state`: metadata, producer state and chunk rows; cutting appends into rows.
-//!   - `store`: the synchronous storage contract and an in-memory store.
-//!   - `create`, `append`, `read`, `producer`: one decision each (§5.1–§5.6).
-//!   - `live`: long-poll and SSE steps: answer now, wait, or end (§5.7, §5.8).
-//!   - `fork`: fork headers, expiry inheritance, acquire, inherited reads (§4.2).
+//!   - `ctx`, `config`: per-request values and the configuration (defaults, ranges).
+//!   - `state`: metadata (and which of it is stored lazily), producer state, chunk rows.
+//!   - `store`: the synchronous storage contract and an in-memory store (host only).
+//!   - `lifecycle`: loading with expiry, sliding-TTL renewal, cache lifetimes, the alarm.
+//!   - `service`: load → decide → persist → render for one client request.
+//!   - `outcome`: what the adapter does next, and the effects it owes.
+//!   - `create`, `append`, `read`, `producer`, `body`: one decision each (§5.1–§5.6).
+//!   - `live`, `resume`: long-poll and SSE steps, and resuming a parked reader (§5.7, §5.8).
+//!   - `fork`, `fork_create`, `source`: forks (§4.2): the pure part, the fork's
+//!     side and the source's side of the protocol between objects.
 //!   - `wire`: the messages between a fork's object and its source's.
-//!   - `service`: load → decide → persist → render for one request.
-//!   - `request`, `response`, `config`, `failure`, `body`: neutral types and helpers.
+//!   - `request`, `response`, `decision`, `failure`: neutral types and helpers.
 //! - `cloudflare` (wasm32 only): the Worker entry and its edge cache, the
-//!   Durable Object, live readers, the fork protocol between objects, the
-//!   SQLite store and request/response conversion; the only code that uses `worker`.
+//!   Durable Object (shared state, effects and outbox, SSE pump, fork roles),
+//!   live readers, the isolate's memory budget, the fork protocol between
+//!   objects, the SQLite store with its schema versions, request/response
+//!   conversion and the test-only routes; the only code that uses `worker`.
 
 // Nothing on a request path may panic: a panic resets every Durable Object in
 // the isolate. Tests are exempt (clippy.toml).
