@@ -74,13 +74,21 @@ thread_local! {
 /// A running inherited fetch; dropping it lets the next waiter run.
 pub struct FetchSlot(String);
 
-/// Waits for one of the isolate's [`FETCH_SLOTS`] for `source`.
+/// The longest a fetch waits for a slot. Past it, it runs anyway: a slot
+/// whose request the runtime abandoned (its future never dropped) must not
+/// stall this source's readers for good.
+const SLOT_WAIT_MS: u64 = 5_000;
+
+/// Waits for one of the isolate's [`FETCH_SLOTS`] for `source` (at most
+/// [`SLOT_WAIT_MS`]).
 pub async fn fetch_slot(source: &str) -> FetchSlot {
+    let give_up = worker::Date::now().as_millis().saturating_add(SLOT_WAIT_MS);
     loop {
+        let now = worker::Date::now().as_millis();
         let rx = FETCHES.with(|f| {
             let mut f = f.borrow_mut();
             let slots = f.entry(source.to_string()).or_default();
-            if slots.running < FETCH_SLOTS {
+            if slots.running < FETCH_SLOTS || now >= give_up {
                 slots.running += 1;
                 return None;
             }
@@ -88,13 +96,12 @@ pub async fn fetch_slot(source: &str) -> FetchSlot {
             slots.waiting.push_back(tx);
             Some(rx)
         });
-        match rx {
-            None => return FetchSlot(source.to_string()),
-            // Woken when a slot frees (or its waker went away: look again).
-            Some(rx) => {
-                let _ = rx.await;
-            }
-        }
+        let Some(rx) = rx else {
+            return FetchSlot(source.to_string());
+        };
+        // Woken when a slot frees (or its waker went away: look again).
+        let timer = worker::Delay::from(std::time::Duration::from_millis(give_up - now));
+        let _ = futures_util::future::select(rx, timer).await;
     }
 }
 

@@ -496,20 +496,7 @@ mod tests {
 
     #[test]
     fn retiring_a_referenced_stream_soft_deletes_it() {
-        let meta = StreamMeta {
-            stream_id: "s".into(),
-            generation: 1,
-            content_type: ContentType::default_type(),
-            tail: Offset::ZERO,
-            closed: false,
-            closed_by: None,
-            expiry: Expiry::Never,
-            created_ms: 0,
-            last_access_ms: 0,
-            last_stream_seq: None,
-            fork: None,
-            soft_deleted: false,
-        };
+        let meta = StreamMeta::fixture(Expiry::Never);
         assert!(matches!(retire(&meta, 1, 0), Commit::SoftDelete { meta } if meta.soft_deleted));
         assert_eq!(retire(&meta, 0, 0), Commit::Delete { release: None });
     }

@@ -230,10 +230,9 @@ pub fn chunk_append(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn meta(expiry: Expiry) -> StreamMeta {
+impl StreamMeta {
+    /// An empty plain stream with `expiry`, for unit tests.
+    pub fn fixture(expiry: Expiry) -> StreamMeta {
         StreamMeta {
             stream_id: "s".into(),
             generation: 1,
@@ -248,6 +247,15 @@ mod tests {
             fork: None,
             soft_deleted: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(expiry: Expiry) -> StreamMeta {
+        StreamMeta::fixture(expiry)
     }
 
     #[test]
