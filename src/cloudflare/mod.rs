@@ -33,6 +33,9 @@ pub const BINDING: &str = "STREAMS";
 /// the test harness sets and wrangler.toml never does.
 pub const TEST_PREFIX: &str = "/__test/stream/";
 
+/// The largest refused body the Worker reads and drops before answering.
+const LINGER_BYTES: u64 = 64 * 1024 * 1024;
+
 /// How long past its expected end a shared read may still be joined (a
 /// catch-up read is expected to end at once, a long-poll at its timeout).
 const INFLIGHT_SLACK_MS: u64 = 5_000;
@@ -114,10 +117,16 @@ async fn route(
     }
     match StreamPath::from_url_path(url.path()) {
         Ok(Some(path)) => {
-            // A body declared larger than any append may be is refused before
-            // a byte of it is read, and never reaches the object.
+            // A body declared larger than any append may be is refused in the
+            // Worker: the object never sees it and nothing is buffered. Up to
+            // LINGER_BYTES it is read and dropped first, so a client that is
+            // still uploading reads the 413 rather than a reset connection;
+            // beyond that, the answer goes out before a byte is read.
             let limit = config(env).max_append_bytes;
-            if convert::declared_length(&req).is_some_and(|n| n > limit) {
+            if let Some(n) = convert::declared_length(&req).filter(|n| *n > limit) {
+                if n <= LINGER_BYTES {
+                    convert::drain(&mut req).await;
+                }
                 let e = ProtocolError::PayloadTooLarge { limit };
                 return Ok((convert::render_error(&e)?, BYPASS));
             }
