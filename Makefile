@@ -1,6 +1,6 @@
 # Two commands do everything (README.md): `make dev` and `make test`.
 # Each runs the idempotent set-up first.
-.PHONY: setup build dev test bench fuzz crash-test clean
+.PHONY: setup build dev test bench fuzz crash-test token clean
 
 PORT ?= 8787
 LONG_POLL_TIMEOUT_MS ?= 20000
@@ -12,10 +12,16 @@ build: setup
 	@./scripts/build.sh
 
 # Runs the worker locally on http://127.0.0.1:$(PORT); Durable Object storage
-# persists under .wrangler/state, so streams survive a restart.
+# persists under .wrangler/state, so streams survive a restart. Access control
+# is off (AUTH_MODE=open) unless AUTH_MODE=jwt is in the environment; then the
+# AUTH_* and PUBLIC_READ variables are taken from the environment too.
 dev: setup
-	@bash -c 'source scripts/env.sh && exec wrangler dev --ip 127.0.0.1 --port $(PORT) \
-		--persist-to .wrangler/state --var LONG_POLL_TIMEOUT_MS:$(LONG_POLL_TIMEOUT_MS)'
+	@PORT=$(PORT) LONG_POLL_TIMEOUT_MS=$(LONG_POLL_TIMEOUT_MS) ./scripts/dev.sh
+
+# Prints a token signed with AUTH_JWT_SECRET (from the environment):
+#   make token SCOPE="read:chat/** append:chat/**" TTL=3600 [SUB=alice]
+token:
+	@node scripts/token.mjs
 
 test: setup
 	@./scripts/test.sh

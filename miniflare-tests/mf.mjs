@@ -13,6 +13,7 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "
 
 /** Configuration the tests run with (README.md, Configuration). */
 export const TEST_VARS = {
+  AUTH_MODE: "open",
   LONG_POLL_TIMEOUT_MS: "500",
   SSE_MAX_LIFETIME_MS: "3000",
   SSE_KEEPALIVE_MS: "1000",
@@ -22,18 +23,22 @@ export const TEST_VARS = {
 }
 
 /**
- * @param {{ persistDir?: string, vars?: Record<string, string>, testVars?: boolean }} [opts]
+ * @param {{ persistDir?: string, vars?: Record<string, string>, testVars?: boolean, ratelimits?: object }} [opts]
  *   persistDir: Durable Object storage directory (in memory when absent);
- *   testVars: apply TEST_VARS (default true; benchmarks use wrangler.toml's values).
+ *   testVars: apply TEST_VARS (default true; benchmarks use wrangler.toml's
+ *     values, in AUTH_MODE=open);
+ *   ratelimits: the rate-limit bindings (default none: only the access tests
+ *     exercise the limit).
  */
 export function createMiniflare(opts = {}) {
   const { workerOptions, main } = unstable_getMiniflareWorkerOptions(path.join(ROOT, "wrangler.toml"))
-  const testVars = opts.testVars === false ? { TEST_ROUTES: "1" } : TEST_VARS
+  const testVars = opts.testVars === false ? { TEST_ROUTES: "1", AUTH_MODE: "open" } : TEST_VARS
   return new Miniflare({
     ...workerOptions,
     modules: true,
     scriptPath: main,
     bindings: { ...workerOptions.bindings, ...testVars, ...opts.vars },
+    ratelimits: opts.ratelimits ?? {},
     durableObjectsPersist: opts.persistDir ?? false,
     cache: true,
     host: "127.0.0.1",

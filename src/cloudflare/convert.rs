@@ -101,8 +101,19 @@ pub async fn read_body(
 
 /// Drains and drops a body we will not use (no budget: nothing is kept).
 pub async fn drain(req: &mut worker::Request) {
+    drain_at_most(req, u64::MAX).await;
+}
+
+/// Reads and drops up to `max` bytes of a body.
+pub async fn drain_at_most(req: &mut worker::Request, max: u64) {
     if let Ok(mut stream) = req.stream() {
-        while let Some(Ok(_)) = stream.next().await {}
+        let mut seen: u64 = 0;
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen = seen.saturating_add(chunk.len() as u64);
+            if seen >= max {
+                break;
+            }
+        }
     }
 }
 

@@ -4,8 +4,10 @@
 //! else is answered here. This module tree is the only code that imports
 //! `worker`.
 
+mod access;
 mod budget;
 mod convert;
+mod crypto;
 mod edge_cache;
 mod faults;
 mod fork_object;
@@ -18,10 +20,12 @@ mod sql_store;
 mod sse_pump;
 mod test_routes;
 
+use crate::engine::access as access_engine;
 use crate::engine::config::Config;
 use crate::engine::response::Response as Neutral;
 use crate::protocol::cache;
 use crate::protocol::error::ProtocolError;
+use crate::protocol::headers as h;
 use crate::protocol::path::StreamPath;
 use worker::{event, Context, Env, Request, Response, Result};
 
@@ -33,7 +37,7 @@ pub const BINDING: &str = "STREAMS";
 /// the test harness sets and wrangler.toml never does.
 pub const TEST_PREFIX: &str = "/__test/stream/";
 
-/// The largest refused body the Worker reads and drops before answering.
+/// The most of a refused body the Worker reads and drops before answering.
 const LINGER_BYTES: u64 = 64 * 1024 * 1024;
 
 /// How long past its expected end a shared read may still be joined (a
@@ -63,18 +67,72 @@ fn test_routes_enabled(env: &Env) -> bool {
 /// reports as a CORS failure.
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    let origin = req.headers().get(h::ORIGIN).ok().flatten();
     let routed = match route(req, &env, &ctx).await {
-        Ok(r) => Ok(r),
+        Ok(r) => r,
         Err(e) => {
             worker::console_error!("worker: {e}");
-            convert::render_error(&ProtocolError::Unavailable).map(|r| (r, Some("BYPASS")))
+            Routed::bypass(convert::render_error(&ProtocolError::Unavailable)?)
         }
     };
-    let (response, x_cache) = routed?;
-    match x_cache {
-        Some(x) => edge_cache::mark(response, x),
-        None => Ok(response),
+    finish(routed, &access::settings(&env), origin.as_deref())
+}
+
+/// A response on its way out, and what is still to be done to its headers.
+struct Routed {
+    response: Response,
+    /// The `X-Cache` value to set (`None`: the edge cache set it).
+    x_cache: Option<&'static str>,
+    /// May caches share it (`public`)? `false` for token-authorized reads.
+    shared: bool,
+}
+
+impl Routed {
+    fn bypass(response: Response) -> Routed {
+        Routed {
+            response,
+            x_cache: Some("BYPASS"),
+            shared: true,
+        }
     }
+}
+
+/// Sets the headers the Worker owns: `X-Cache`; `Cache-Control: private`
+/// instead of `public` for a response to a token-authorized request (a CDN
+/// in front must not give it to anyone else); the CORS origin from
+/// `CORS_ORIGINS`. Headers of forwarded responses are immutable, so they
+/// are copied once.
+fn finish(r: Routed, settings: &access_engine::Settings, origin: Option<&str>) -> Result<Response> {
+    let headers = r.response.headers().clone();
+    if let Some(x) = r.x_cache {
+        headers.set(h::X_CACHE, x)?;
+    }
+    if !r.shared {
+        if let Some(cc) = headers.get(h::CACHE_CONTROL)? {
+            if let Some(rest) = cc.strip_prefix("public") {
+                headers.set(h::CACHE_CONTROL, &format!("private{rest}"))?;
+            }
+        }
+    }
+    if settings.cors_origins.is_some() {
+        match origin.filter(|o| settings.cors_allows(o)) {
+            Some(o) => headers.set(h::ACCESS_CONTROL_ALLOW_ORIGIN, o)?,
+            None => headers.delete(h::ACCESS_CONTROL_ALLOW_ORIGIN)?,
+        }
+        headers.append(h::VARY, "Origin")?;
+    }
+    Ok(r.response.with_headers(headers))
+}
+
+/// Answers `e` for a request the Worker refuses. Its body, if any, is read
+/// and dropped first (up to [`LINGER_BYTES`]), so a client still uploading
+/// reads the answer rather than a reset connection; a larger declared body
+/// is answered before a byte of it is read.
+async fn refuse(mut req: Request, e: &ProtocolError) -> Result<Routed> {
+    if convert::declared_length(&req).is_none_or(|n| n <= LINGER_BYTES) {
+        convert::drain_at_most(&mut req, LINGER_BYTES).await;
+    }
+    Ok(Routed::bypass(convert::render_error(e)?))
 }
 
 /// Sends `req` to the stream's object. A read that fails on the platform
@@ -96,68 +154,67 @@ pub async fn forward(env: &Env, stream: &str, req: Request) -> Result<Response> 
     }
 }
 
-/// The response, and the `X-Cache` value still to set on it (`None` when
-/// the edge cache set it).
-async fn route(
-    mut req: Request,
-    env: &Env,
-    ctx: &Context,
-) -> Result<(Response, Option<&'static str>)> {
-    const BYPASS: Option<&str> = Some("BYPASS");
+/// Routes a request: test routes, then stream paths through access
+/// control, the size check and the edge cache to the stream's object.
+async fn route(req: Request, env: &Env, ctx: &Context) -> Result<Routed> {
     if req.method() == worker::Method::Options {
-        return Ok((convert::render(Neutral::preflight())?, BYPASS));
+        return Ok(Routed::bypass(convert::render(Neutral::preflight())?));
     }
     let url = req.url()?;
     if let Some(raw) = url.path().strip_prefix(TEST_PREFIX) {
         if test_routes_enabled(env) {
             if let Ok(path) = StreamPath::parse(raw) {
-                return Ok((forward(env, path.as_str(), req).await?, BYPASS));
+                return Ok(Routed::bypass(forward(env, path.as_str(), req).await?));
             }
         }
     }
-    match StreamPath::from_url_path(url.path()) {
-        Ok(Some(path)) => {
-            // A body declared larger than any append may be is refused in the
-            // Worker: the object never sees it and nothing is buffered. Up to
-            // LINGER_BYTES it is read and dropped first, so a client that is
-            // still uploading reads the 413 rather than a reset connection;
-            // beyond that, the answer goes out before a byte is read.
-            let limit = config(env).max_append_bytes;
-            if let Some(n) = convert::declared_length(&req).filter(|n| *n > limit) {
-                if n <= LINGER_BYTES {
-                    convert::drain(&mut req).await;
-                }
-                let e = ProtocolError::PayloadTooLarge { limit };
-                return Ok((convert::render_error(&e)?, BYPASS));
-            }
-            if req.method() == worker::Method::Get {
-                if let Some(key) = cache::key(url.path(), url.query().unwrap_or_default()) {
-                    let config = config(env);
-                    let long_poll = key.contains("live=long-poll");
-                    let plan = edge_cache::ReadPlan {
-                        key,
-                        // Long-poll answers are reused in-isolate for one cursor interval.
-                        long_poll_ms: long_poll.then(|| config.cursor_interval_s * 1000),
-                        // A long-poll waits up to its timeout; a catch-up read is quick.
-                        max_inflight_ms: if long_poll {
-                            config.long_poll_timeout_ms + INFLIGHT_SLACK_MS
-                        } else {
-                            INFLIGHT_SLACK_MS
-                        },
-                    };
-                    let r = edge_cache::read(req, env, ctx, path.as_str(), plan).await?;
-                    return Ok((r, None));
-                }
-            }
-            Ok((forward(env, path.as_str(), req).await?, BYPASS))
-        }
-        Ok(None) => {
-            convert::drain(&mut req).await;
-            Ok((convert::render_error(&ProtocolError::NotFound)?, BYPASS))
-        }
-        Err(e) => {
-            convert::drain(&mut req).await;
-            Ok((convert::render_error(&e)?, BYPASS))
+    let path = match StreamPath::from_url_path(url.path()) {
+        Ok(Some(path)) => path,
+        Ok(None) => return refuse(req, &ProtocolError::NotFound).await,
+        Err(e) => return refuse(req, &e).await,
+    };
+    // Access control first: a refusal costs the object nothing, and a cache
+    // HIT is only served to a request allowed to read it.
+    let now = worker::Date::now().as_millis();
+    let allowed = match access::check(env, &req, &url, &path, now).await? {
+        Ok(a) => a,
+        Err(e) => return refuse(req, &e).await,
+    };
+    // A body declared larger than any append may be never reaches the object.
+    let limit = config(env).max_append_bytes;
+    if convert::declared_length(&req).is_some_and(|n| n > limit) {
+        return refuse(req, &ProtocolError::PayloadTooLarge { limit }).await;
+    }
+    // Credentials stop here: neither the cache key nor the object sees them.
+    let req = access::strip(req, &url)?;
+    let url = req.url()?;
+    let shared = allowed.shared;
+    if req.method() == worker::Method::Get {
+        if let Some(key) = cache::key(url.path(), url.query().unwrap_or_default()) {
+            let config = config(env);
+            let long_poll = key.contains("live=long-poll");
+            let plan = edge_cache::ReadPlan {
+                key,
+                // Long-poll answers are reused in-isolate for one cursor interval.
+                long_poll_ms: long_poll.then(|| config.cursor_interval_s * 1000),
+                // A long-poll waits up to its timeout; a catch-up read is quick.
+                max_inflight_ms: if long_poll {
+                    config.long_poll_timeout_ms + INFLIGHT_SLACK_MS
+                } else {
+                    INFLIGHT_SLACK_MS
+                },
+            };
+            let response = edge_cache::read(req, env, ctx, path.as_str(), plan).await?;
+            return Ok(Routed {
+                response,
+                x_cache: None,
+                shared,
+            });
         }
     }
+    Ok(Routed {
+        response: forward(env, path.as_str(), req).await?,
+        x_cache: Some("BYPASS"),
+        shared,
+    })
 }

@@ -82,7 +82,8 @@ fn data_response(
     if closed {
         r = r.header(h::STREAM_CLOSED, "true");
     }
-    r.body(render_body(meta, &slice.data))
+    r.inert(&meta.content_type)
+        .body(render_body(meta, &slice.data))
 }
 
 /// Decides a long-poll: data now, 204 now, or wait. `meta` is the stream as

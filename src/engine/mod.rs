@@ -3,6 +3,7 @@
 //! No clock, no I/O, no platform types: `now` and configuration come in as
 //! values, and responses go out as [`response::Response`].
 
+pub mod access;
 pub mod append;
 pub mod body;
 pub mod config;

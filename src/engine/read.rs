@@ -163,7 +163,8 @@ pub fn catch_up<S: Store>(
     if closed {
         r = r.header(h::STREAM_CLOSED, "true");
     }
-    Ok(r.body(render_body(meta, &slice.data)))
+    Ok(r.inert(&meta.content_type)
+        .body(render_body(meta, &slice.data)))
 }
 
 /// The catch-up policy of `protocol::cache`.
@@ -197,7 +198,7 @@ pub fn at_now(meta: &StreamMeta) -> Response {
     if meta.closed {
         r = r.header(h::STREAM_CLOSED, "true");
     }
-    r.body(render_body(meta, &[]))
+    r.inert(&meta.content_type).body(render_body(meta, &[]))
 }
 
 /// HEAD (§5.5): metadata, `no-store`, no body, no TTL renewal.

@@ -17,7 +17,7 @@ stream-closed, stream-forked-from, stream-fork-offset, stream-fork-sub-offset, p
 producer-seq, authorization, cache-control";
 
 /// Response headers a browser client may read.
-const EXPOSE_HEADERS: &str = "content-type, etag, location, stream-next-offset, stream-cursor, \
+const EXPOSE_HEADERS: &str = "content-type, etag, location, retry-after, www-authenticate, stream-next-offset, stream-cursor, \
 stream-up-to-date, stream-closed, stream-ttl, stream-expires-at, stream-sse-data-encoding, producer-epoch, \
 producer-seq, producer-expected-seq, producer-received-seq, x-cache";
 
@@ -56,11 +56,24 @@ impl Response {
         }
         self.headers.extend([
             (h::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+            // Nothing this server sends may run script in its origin, whatever
+            // a stream's content type (§12.3): a document is sandboxed.
+            (h::CONTENT_SECURITY_POLICY, "sandbox".to_string()),
             (h::CROSS_ORIGIN_RESOURCE_POLICY, "cross-origin".to_string()),
             (h::ACCESS_CONTROL_ALLOW_ORIGIN, "*".to_string()),
             (h::ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSE_HEADERS.to_string()),
         ]);
         self
+    }
+
+    /// Marks a read of a stream whose type a browser would run (HTML, SVG,
+    /// XML, JavaScript) as a download, never a page in this origin (§12.3).
+    pub fn inert(self, content_type: &crate::protocol::content_type::ContentType) -> Response {
+        if content_type.is_active() {
+            self.header(h::CONTENT_DISPOSITION, "attachment")
+        } else {
+            self
+        }
     }
 
     /// An error rendered as a small JSON body: `{"error":{"code","message"}}`.

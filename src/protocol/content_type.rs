@@ -75,6 +75,28 @@ impl ContentType {
         self.essence == JSON
     }
 
+    /// Whether a browser may run this type as a document or script (HTML,
+    /// SVG, XML, JavaScript): reads of such streams are served as
+    /// attachments, never rendered in the deployment's origin (§12.3).
+    pub fn is_active(&self) -> bool {
+        let e = self.essence.as_str();
+        matches!(
+            e,
+            "text/html"
+                | "application/xhtml+xml"
+                | "image/svg+xml"
+                | "text/xml"
+                | "application/xml"
+                | "text/javascript"
+                | "application/javascript"
+                | "application/ecmascript"
+                | "text/ecmascript"
+                | "text/xsl"
+                | "application/xslt+xml"
+        ) || e.ends_with("+xml")
+            || e.ends_with("/xml")
+    }
+
     pub fn sse_encoding(&self) -> SseEncoding {
         if self.is_json() || self.essence.starts_with("text/") {
             SseEncoding::Text

@@ -134,6 +134,10 @@ impl Invalid {
 pub enum ProtocolError {
     /// 400 Bad Request.
     Invalid(Invalid),
+    /// 401: no usable bearer token (§12.1); the reason says why.
+    Unauthorized { reason: &'static str },
+    /// 403: a valid token whose scopes do not allow `op` on `path`.
+    Forbidden { op: &'static str, path: String },
     /// 403: a producer epoch older than the stored one (§5.2.1 fencing).
     StaleEpoch { current: u64 },
     /// 404: no stream at this path (or not a stream route at all).
@@ -161,6 +165,8 @@ pub enum ProtocolError {
     TooManyMessages { limit: u64 },
     /// 414: the stream path is too long.
     UriTooLong,
+    /// 429: the client (token subject, or address) passed its rate limit.
+    RateLimited { retry_after_s: u64 },
     /// 503: a step between objects did not complete; retrying is safe.
     Unavailable,
     /// 503: the isolate holds as many append bytes as it may; retry later.
@@ -200,6 +206,27 @@ impl ProtocolError {
                 let (code, msg) = v.describe();
                 (400, code, msg.into(), vec![])
             }
+            Unauthorized { reason } => (
+                401,
+                "UNAUTHORIZED",
+                (*reason).to_string(),
+                vec![(
+                    h::WWW_AUTHENTICATE,
+                    "Bearer realm=\"durable-streams\"".into(),
+                )],
+            ),
+            Forbidden { op, path } => (
+                403,
+                "FORBIDDEN",
+                format!("the token does not allow {op} on {path}"),
+                vec![],
+            ),
+            RateLimited { retry_after_s } => (
+                429,
+                "RATE_LIMITED",
+                "too many requests; retry later".into(),
+                vec![(h::RETRY_AFTER, retry_after_s.to_string())],
+            ),
             StaleEpoch { current } => (
                 403,
                 "STALE_EPOCH",

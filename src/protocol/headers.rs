@@ -11,6 +11,11 @@ pub const LOCATION: &str = "location";
 pub const ALLOW: &str = "allow";
 pub const VARY: &str = "vary";
 pub const RETRY_AFTER: &str = "retry-after";
+pub const AUTHORIZATION: &str = "authorization";
+pub const WWW_AUTHENTICATE: &str = "www-authenticate";
+pub const ORIGIN: &str = "origin";
+pub const CONTENT_SECURITY_POLICY: &str = "content-security-policy";
+pub const CONTENT_DISPOSITION: &str = "content-disposition";
 /// What the Worker's edge cache did: `HIT`, `MISS` or `BYPASS`.
 pub const X_CACHE: &str = "x-cache";
 
@@ -48,4 +53,7 @@ pub mod query {
     pub const OFFSET: &str = "offset";
     pub const LIVE: &str = "live";
     pub const CURSOR: &str = "cursor";
+    /// A bearer token for `GET`/`HEAD` (browser `EventSource`, links); never
+    /// part of a cache key, never forwarded to the object.
+    pub const TOKEN: &str = "token";
 }

@@ -1,6 +1,7 @@
 //! Protocol values and codecs: everything about the wire format and nothing
 //! about storage, time or the platform (PROTOCOL.md §4–§10).
 
+pub mod auth;
 pub mod cache;
 pub mod content_type;
 pub mod cursor;

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# `make dev`: wrangler dev on the embedded default (storage persisted under
+# .wrangler/state). AUTH_MODE defaults to open here; with AUTH_MODE=jwt the
+# access variables are passed from the environment.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+args=(--ip 127.0.0.1 --port "${PORT:-8787}" --persist-to .wrangler/state
+  --var "LONG_POLL_TIMEOUT_MS:${LONG_POLL_TIMEOUT_MS:-20000}"
+  --var "AUTH_MODE:${AUTH_MODE:-open}")
+if [ "${AUTH_MODE:-open}" = "jwt" ]; then
+  for v in AUTH_JWT_SECRET AUTH_JWKS AUTH_ISSUER AUTH_AUDIENCE PUBLIC_READ CORS_ORIGINS; do
+    if [ -n "${!v:-}" ]; then args+=(--var "$v:${!v}"); fi
+  done
+fi
+exec wrangler dev "${args[@]}"
