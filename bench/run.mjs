@@ -13,6 +13,7 @@ import path from "node:path"
 import { gzipSync } from "node:zlib"
 import { ROOT } from "../miniflare-tests/mf.mjs"
 import { baseline, node, ours } from "./servers.mjs"
+import { authCost } from "./auth-cost.mjs"
 import { missingFigures } from "./smoke-check.mjs"
 import { appends, catchUp, fanOut, parkedMemory, producerBatches, transport } from "./workloads.mjs"
 
@@ -95,6 +96,7 @@ for (const start of [ours, () => node(false), () => node(true)]) {
     await srv.stop()
   }
 }
+results.auth = await authCost({ rounds: smoke ? 20 : 1000 })
 {
   const srv = await baseline()
   try {
@@ -149,6 +151,12 @@ table.push(
       ? `; wrangler dev ready after ${(results.bundle.wrangler_ready_ms / 1000).toFixed(1)} s (build included), first request ${fmt(results.bundle.first_request_ms)} ms, second ${fmt(results.bundle.second_request_ms)} ms`
       : "")
 )
+const a = results.auth
+table.push(
+  "",
+  `token check in the Worker, µs per request over an anonymous read of the same stream (HEAD, sequential; anonymous ${fmt(a.anonymous_us)} µs): ` +
+    `HS256 ${fmt(a.hs256_us)}, EdDSA ${fmt(a.eddsa_us)}, ES256 ${fmt(a.es256_us)}`
+)
 const dropped = names.map((n) => `${n} ${S[n].transport_dropped}`).join(", ")
 table.push("", `requests closed by the runtime without an answer (retried): ${dropped}`)
 console.log(`\n${results.date} — ${results.machine}${smoke ? " (smoke run)" : ""}\n`)
@@ -156,7 +164,10 @@ console.log(table.join("\n"))
 results.table = table
 if (out) writeFileSync(out, JSON.stringify(results, null, 2))
 if (smoke) {
-  const missing = missingFigures(rows, names, S)
+  const missing = [
+    ...missingFigures(rows, names, S),
+    ...missingFigures([["token check µs", (r) => r.hs256_us + r.eddsa_us + r.es256_us]], ["ours"], { ours: results.auth }),
+  ]
   if (missing.length) {
     console.error(`bench smoke: missing figures: ${missing.join("; ")}`)
     process.exit(1)

@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest"
 import type { Miniflare } from "miniflare"
 import { createHmac, generateKeyPairSync, sign } from "node:crypto"
+import { execFileSync } from "node:child_process"
 import { DurableStream, IdempotentProducer } from "@durable-streams/client"
 import { start } from "./mf.mjs"
 import { stats, uniq, until } from "./helpers"
@@ -142,6 +143,19 @@ describe("access control", () => {
       headers: { ...bearer(mint({ scope: "create:**" })), "stream-forked-from": `/v1/stream/${name}` },
     })
     expect(forkOnly.status).toBe(403)
+  })
+
+  test("make token mints a token the worker accepts, with the scope and TTL asked for", async () => {
+    const name = uniq("minted")
+    const token = execFileSync(process.execPath, ["scripts/token.mjs"], {
+      env: { ...process.env, AUTH_JWT_SECRET: `${NEW_SECRET} ${OLD_SECRET}`, SCOPE: `create:${name} read:${name}`, TTL: "120" },
+      encoding: "utf8",
+    }).trim()
+    const claims = JSON.parse(Buffer.from(token.split(".")[1]!, "base64url").toString())
+    expect(claims.exp - claims.iat).toBe(120)
+    const url = `${base}/v1/stream/${name}`
+    expect((await fetch(url, { method: "PUT", headers: { ...text, ...bearer(token) } })).status).toBe(201)
+    expect((await fetch(url, { method: "POST", headers: { ...text, ...bearer(token) }, body: "x" })).status).toBe(403)
   })
 
   test("HS256 with either secret during rotation, EdDSA and ES256 all verify", async () => {
