@@ -275,3 +275,24 @@ describe("a deployment without keys", () => {
     }
   })
 })
+
+describe("CORS_ORIGINS", () => {
+  test("only listed origins may read responses; preflights follow the same list", async () => {
+    const { mf: m, base: b } = await start({ vars: { CORS_ORIGINS: "https://app.example https://admin.example" } })
+    try {
+      const url = `${b}/v1/stream/${uniq("cors")}`
+      await fetch(url, { method: "PUT", headers: text })
+      const allowed = await fetch(url, { method: "HEAD", headers: { origin: "https://app.example" } })
+      expect(allowed.headers.get("access-control-allow-origin")).toBe("https://app.example")
+      expect(allowed.headers.get("vary")).toContain("Origin")
+      const other = await fetch(url, { method: "HEAD", headers: { origin: "https://evil.example" } })
+      expect(other.headers.get("access-control-allow-origin")).toBeNull()
+      const pre = await fetch(url, { method: "OPTIONS", headers: { origin: "https://admin.example", "access-control-request-method": "POST" } })
+      expect(pre.status).toBe(204)
+      expect(pre.headers.get("access-control-allow-origin")).toBe("https://admin.example")
+      expect(pre.headers.get("access-control-allow-headers")).toContain("authorization")
+    } finally {
+      await m.dispose()
+    }
+  })
+})
