@@ -138,8 +138,11 @@ fn sse_lifecycle() {
     assert_eq!(h.sse(&mut state, false), SseStep::Wait);
     h.send(post("text/plain", b"line1\nline2"));
     let (events, _) = emitted(h.sse(&mut state, false));
+    let tail = next_offset(&h.send(req(Method::Head, "")));
     assert!(
-        events.starts_with("event: data\ndata:line1\ndata:line2\n\nevent: control\n"),
+        events.starts_with(&format!(
+            "event: data\nid: {tail}\ndata:line1\ndata:line2\n\nevent: control\n"
+        )),
         "{events}"
     );
     let (keepalive, _) = emitted(h.sse(&mut state, true));
@@ -162,8 +165,9 @@ fn sse_encodings() {
     let (head, mut state) = sse_open(&mut h, "offset=-1&live=sse");
     assert_eq!(head.get("stream-sse-data-encoding"), Some("base64"));
     let (events, _) = emitted(h.sse(&mut state, false));
+    let tail = next_offset(&h.send(req(Method::Head, "")));
     assert!(
-        events.starts_with("event: data\ndata:AAEC/w==\n\n"),
+        events.starts_with(&format!("event: data\nid: {tail}\ndata:AAEC/w==\n\n")),
         "{events}"
     );
 
@@ -172,8 +176,9 @@ fn sse_encodings() {
     j.send(post("application/json", b"[3]"));
     let (_, mut state) = sse_open(&mut j, "offset=-1&live=sse");
     let (events, _) = emitted(j.sse(&mut state, false));
+    let tail = next_offset(&j.send(req(Method::Head, "")));
     assert!(
-        events.starts_with("event: data\ndata:[1,2,3]\n\n"),
+        events.starts_with(&format!("event: data\nid: {tail}\ndata:[1,2,3]\n\n")),
         "{events}"
     );
 }
@@ -221,4 +226,35 @@ fn sse_text_batches_end_on_character_boundaries() {
         }
     }
     assert_eq!(got, text);
+}
+
+/// §5.8 SSE `id:`: every data event's id is the offset after it, and a reconnect
+/// with `Last-Event-ID` resumes there, whatever offset its URL names.
+#[test]
+fn sse_resumes_from_last_event_id() {
+    let mut h = Harness::new();
+    h.send(put("text/plain"));
+    h.send(post("text/plain", b"one;"));
+    let (_, mut state) = sse_open(&mut h, "offset=-1&live=sse");
+    let (events, _) = emitted(h.sse(&mut state, false));
+    let id = events
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .unwrap()
+        .to_string();
+    h.send(post("text/plain", b"two;"));
+    // A bare EventSource reconnects to the same URL, with the id it saw last.
+    let reconnect = get("offset=-1&live=sse").with_header("last-event-id", &id);
+    let mut state = match h.act(reconnect) {
+        Action::Sse { state, .. } => state,
+        other => panic!("{other:?}"),
+    };
+    let (resumed, _) = emitted(h.sse(&mut state, false));
+    assert!(resumed.contains("data:two;"), "{resumed}");
+    assert!(!resumed.contains("one;"), "{resumed}");
+    let bad = get("offset=-1&live=sse").with_header("last-event-id", "junk");
+    assert_eq!(answered(h.act(bad)).status, 400);
+    // Only SSE reads honour it.
+    let catch_up = get("offset=-1").with_header("last-event-id", &id);
+    assert_eq!(answered(h.act(catch_up)).body, b"one;two;");
 }

@@ -210,7 +210,8 @@ pub fn sse_step<S: Store>(
             break slice;
         };
         let closed = closed_at(&meta, slice.end);
-        let mut bytes = sse::data_event(&render_body(&meta, &slice.data), encoding);
+        let id = meta.wire(slice.end);
+        let mut bytes = sse::data_event(&render_body(&meta, &slice.data), encoding, &id);
         bytes.extend(sse::control_event(&Control {
             next_offset: meta.wire(slice.end),
             cursor: (!closed).then(|| cursor_for(ctx, state.cursor.as_deref())),

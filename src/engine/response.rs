@@ -14,7 +14,7 @@ pub struct Response {
 /// Request headers a browser client may send.
 const ALLOW_HEADERS: &str = "content-type, if-none-match, stream-ttl, stream-expires-at, stream-seq, \
 stream-closed, stream-forked-from, stream-fork-offset, stream-fork-sub-offset, producer-id, producer-epoch, \
-producer-seq, authorization, cache-control";
+producer-seq, authorization, cache-control, last-event-id";
 
 /// Response headers a browser client may read.
 const EXPOSE_HEADERS: &str = "content-type, etag, location, retry-after, www-authenticate, stream-next-offset, stream-cursor, \

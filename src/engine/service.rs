@@ -23,7 +23,7 @@ use super::response::Response;
 use super::state::Chunk;
 use super::store::{Commit, Store};
 use crate::protocol::cache;
-use crate::protocol::error::ProtocolError;
+use crate::protocol::error::{Invalid, ProtocolError};
 use crate::protocol::headers as h;
 use crate::protocol::offset::OffsetParam;
 use crate::protocol::path::StreamPath;
@@ -149,7 +149,14 @@ fn get<S: Store>(
 ) -> Result<Outcome, Failure<S::Error>> {
     let meta = public_meta(store, ctx.now_ms)?;
     let query = ReadQuery::parse(&req.query)?;
-    let param = query.offset.unwrap_or(OffsetParam::Start);
+    let param = match (query.live, req.header(h::LAST_EVENT_ID).map(str::trim)) {
+        // A reconnecting EventSource resumes after the last event it saw
+        // (§5.8 SSE `id:`); its URL still names where it first started.
+        (Live::Sse, Some(id)) if !id.is_empty() => {
+            OffsetParam::At(id.parse().map_err(|_| Invalid::Offset)?)
+        }
+        _ => query.offset.unwrap_or(OffsetParam::Start),
+    };
     let start = live::start_offset(&meta, param)?;
     if let Some(n) = need(&meta, start, inherited) {
         return Ok(Outcome::act(Action::NeedInherited(n)));

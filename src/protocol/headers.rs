@@ -11,6 +11,8 @@ pub const LOCATION: &str = "location";
 pub const ALLOW: &str = "allow";
 pub const VARY: &str = "vary";
 pub const RETRY_AFTER: &str = "retry-after";
+/// Sent by a reconnecting `EventSource`: the `id:` of the last event it saw.
+pub const LAST_EVENT_ID: &str = "last-event-id";
 pub const AUTHORIZATION: &str = "authorization";
 pub const WWW_AUTHENTICATE: &str = "www-authenticate";
 pub const ORIGIN: &str = "origin";

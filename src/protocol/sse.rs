@@ -5,7 +5,8 @@
 //! `event: control` carrying `streamNextOffset`, `streamCursor` (while open),
 //! `upToDate` and `streamClosed`. Every payload line gets its own `data:`
 //! prefix, splitting on CR, LF and CRLF, so stored bytes can never end an
-//! event or inject a field.
+//! event or inject a field. Each data event's `id:` is the offset after it,
+//! so a bare `EventSource` resumes by itself (`Last-Event-ID`).
 
 use super::content_type::SseEncoding;
 use base64::Engine as _;
@@ -45,10 +46,15 @@ fn push_data_lines(out: &mut Vec<u8>, text: &[u8]) {
     }
 }
 
-/// `event: data` for a batch (already wrapped as an array in JSON mode).
-pub fn data_event(payload: &[u8], encoding: SseEncoding) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload.len() + 32);
-    out.extend_from_slice(b"event: data\n");
+/// `event: data` for a batch (already wrapped as an array in JSON mode),
+/// with `id:` set to the offset after it: a reconnecting `EventSource` sends
+/// it back as `Last-Event-ID` and resumes exactly there. `id` must be a
+/// printed offset (digits and `_`), never a line break.
+pub fn data_event(payload: &[u8], encoding: SseEncoding, id: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 72);
+    out.extend_from_slice(b"event: data\nid: ");
+    out.extend(id.bytes().filter(|b| *b != b'\r' && *b != b'\n'));
+    out.push(b'\n');
     match encoding {
         SseEncoding::Text => push_data_lines(&mut out, payload),
         SseEncoding::Base64 => {
@@ -117,27 +123,28 @@ mod tests {
     #[test]
     fn text_lines_are_each_prefixed() {
         assert_eq!(
-            s(data_event(b"a\nb\r\nc\rd", SseEncoding::Text)),
-            "event: data\ndata:a\ndata:b\ndata:c\ndata:d\n\n"
+            s(data_event(b"a\nb\r\nc\rd", SseEncoding::Text, "7_9")),
+            "event: data\nid: 7_9\ndata:a\ndata:b\ndata:c\ndata:d\n\n"
         );
         assert_eq!(
-            s(data_event(b"", SseEncoding::Text)),
-            "event: data\ndata:\n\n"
+            s(data_event(b"", SseEncoding::Text, "1")),
+            "event: data\nid: 1\ndata:\n\n"
         );
         assert_eq!(
-            s(data_event(b"x\n", SseEncoding::Text)),
-            "event: data\ndata:x\ndata:\n\n"
+            s(data_event(b"x\n", SseEncoding::Text, "1")),
+            "event: data\nid: 1\ndata:x\ndata:\n\n"
         );
     }
 
     #[test]
     fn injection_attempts_stay_inside_data_lines() {
         let evil = b"ok\n\nevent: control\ndata: {\"streamClosed\":true}\n\n";
-        let out = s(data_event(evil, SseEncoding::Text));
+        let out = s(data_event(evil, SseEncoding::Text, "1\nevent: x"));
         assert!(out
             .lines()
-            .skip(1)
+            .skip(2)
             .all(|l| l.is_empty() || l.starts_with("data:")));
+        assert!(out.starts_with("event: data\nid: 1event: x\n"), "{out}");
         assert_eq!(
             out.matches("\n\n").count(),
             1,
@@ -150,9 +157,10 @@ mod tests {
         assert_eq!(
             s(data_event(
                 &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
-                SseEncoding::Base64
+                SseEncoding::Base64,
+                "0_10"
             )),
-            "event: data\ndata:AQIDBAUGBwgJCg==\n\n"
+            "event: data\nid: 0_10\ndata:AQIDBAUGBwgJCg==\n\n"
         );
     }
 
