@@ -9,7 +9,9 @@ import type { Miniflare } from "miniflare"
 import { createHmac, generateKeyPairSync, sign } from "node:crypto"
 import { execFileSync } from "node:child_process"
 import { DurableStream, IdempotentProducer } from "@durable-streams/client"
+import { WebSocket } from "undici"
 import { start } from "./mf.mjs"
+import { rawExchange } from "./raw-http.mjs"
 import { stats, uniq, until } from "./helpers"
 
 const OLD_SECRET = "old-secret-0123456789"
@@ -206,6 +208,36 @@ describe("access control", () => {
     // The token is never accepted in the query of a write.
     const write = await fetch(`${url}?token=${encodeURIComponent(mint({ scope: all(name) }))}`, { method: "POST", headers: text, body: "x" })
     expect(write.status).toBe(401)
+  })
+
+  test("a WebSocket reader needs read access; a browser passes the token in the query", async () => {
+    const name = uniq("acl-ws")
+    const url = `${base}/v1/stream/${name}`
+    await fetch(url, { method: "PUT", headers: { ...text, ...bearer(mint({ scope: all(name) })) }, body: "hi" })
+    const open = (query: string) =>
+      new Promise<string>((resolve) => {
+        const ws = new WebSocket(`${url.replace(/^http/, "ws")}?offset=-1&live=ws${query}`)
+        ws.addEventListener("message", (e) => {
+          resolve(String(e.data))
+          ws.close()
+        })
+        ws.addEventListener("error", () => resolve("refused"))
+      })
+    expect(await open("")).toBe("refused")
+    expect(await open(`&token=${mint({ scope: "read:elsewhere" })}`)).toBe("refused")
+    expect(JSON.parse(await open(`&token=${mint({ scope: `read:${name}` })}`)).data).toBe("hi")
+    // What the refusal is: a 401 with its reason, before any upgrade.
+    const handshake = [
+      `GET /v1/stream/${name}?offset=-1&live=ws HTTP/1.1`,
+      "Host: localhost",
+      "Connection: Upgrade",
+      "Upgrade: websocket",
+      "Sec-WebSocket-Version: 13",
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+    ].join("\r\n")
+    const refused = await rawExchange(base, Buffer.from(`${handshake}\r\n\r\n`, "latin1"))
+    expect(refused.status).toBe(401)
+    expect(refused.body).toContain("a bearer token is required")
   })
 
   test("PUBLIC_READ streams are readable anonymously and stay public; writing them still needs a token", async () => {

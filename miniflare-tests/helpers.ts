@@ -45,6 +45,8 @@ export interface Stats {
   producerRows: number
   readers: number
   appendBytesReserved: number
+  sockets: number
+  constructed: number
 }
 
 export async function stats(base: string, name: string): Promise<Stats> {

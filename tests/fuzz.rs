@@ -11,6 +11,7 @@ use common::{Harness, T0};
 use durable_streams_edge::engine::live::SseStep;
 use durable_streams_edge::engine::outcome::Action;
 use durable_streams_edge::engine::request::{Method, Request};
+use durable_streams_edge::engine::ws::WsStep;
 use durable_streams_edge::protocol::path::StreamPath;
 use proptest::prelude::*;
 
@@ -25,7 +26,7 @@ fn cases() -> u32 {
         .unwrap_or(100_000)
 }
 
-const NAMES: [&str; 18] = [
+const NAMES: [&str; 20] = [
     "content-type",
     "stream-ttl",
     "stream-expires-at",
@@ -44,6 +45,8 @@ const NAMES: [&str; 18] = [
     "stream-closed",
     "x-junk",
     "content-length",
+    "upgrade",
+    "last-event-id",
 ];
 
 fn value() -> impl Strategy<Value = String> {
@@ -60,6 +63,7 @@ fn value() -> impl Strategy<Value = String> {
         Just("0000000000000000_0000000000000003".to_string()),
         Just("2030-01-01T00:00:00Z".to_string()),
         Just("/v1/stream/other".to_string()),
+        Just("websocket".to_string()),
         "x{200,2000}",
         "[\\x00-\\x1f\\x7f]{1,4}",
     ]
@@ -77,6 +81,7 @@ fn query() -> impl Strategy<Value = String> {
         Just(""),
         Just("&live=long-poll"),
         Just("&live=sse"),
+        Just("&live=ws"),
         Just("&live=x")
     ];
     let cursor = prop_oneof![
@@ -140,6 +145,20 @@ fn check(h: &mut Harness, action: Action) -> Result<(), TestCaseError> {
                     SseStep::Emit { bytes, .. } => prop_assert!(!bytes.is_empty()),
                     SseStep::Wait | SseStep::End => {}
                     SseStep::NeedInherited { .. } => prop_assert!(false, "no forks here"),
+                }
+            }
+        }
+        Action::Ws(mut state) => {
+            for _ in 0..3 {
+                match h.ws(&mut state) {
+                    WsStep::Frame { text, .. } => {
+                        prop_assert!(
+                            serde_json::from_str::<serde_json::Value>(&text).is_ok(),
+                            "frame {text}"
+                        )
+                    }
+                    WsStep::Wait | WsStep::End => {}
+                    WsStep::NeedInherited(_) => prop_assert!(false, "no forks here"),
                 }
             }
         }

@@ -258,3 +258,63 @@ fn sse_resumes_from_last_event_id() {
     let catch_up = get("offset=-1").with_header("last-event-id", &id);
     assert_eq!(answered(h.act(catch_up)).body, b"one;two;");
 }
+
+/// `live=ws` (an extension): one JSON frame per batch, in each content type's form;
+/// an empty up-to-date frame at the tail; the close ends the reader.
+#[test]
+fn websocket_frames() {
+    use durable_streams_edge::engine::ws::WsStep;
+    let ws = |h: &mut Harness, query: &str| match h
+        .act(get(query).with_header("upgrade", "websocket"))
+    {
+        Action::Ws(state) => state,
+        other => panic!("{other:?}"),
+    };
+    let frame = |step: WsStep| match step {
+        WsStep::Frame { text, last } => (
+            serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+            last,
+        ),
+        other => panic!("{other:?}"),
+    };
+    let mut h = Harness::new();
+    h.send(put("text/plain").with_body(b"hello ".to_vec()));
+    let mut state = ws(&mut h, "offset=-1&live=ws");
+    let (f, last) = frame(h.ws(&mut state));
+    assert_eq!(f["data"], "hello ");
+    assert_eq!(f["upToDate"], true);
+    assert!(!last);
+    assert_eq!(h.ws(&mut state), WsStep::Wait);
+    h.send(post("text/plain", b"world").with_header("stream-closed", "true"));
+    let (f, last) = frame(h.ws(&mut state));
+    assert_eq!(
+        (f["data"].as_str(), f["closed"].as_bool()),
+        (Some("world"), Some(true))
+    );
+    assert!(last);
+
+    let mut j = Harness::new();
+    j.send(put("application/json").with_body(b"[1,{\"a\":2}]".to_vec()));
+    let mut state = ws(&mut j, "offset=-1&live=ws");
+    assert_eq!(
+        frame(j.ws(&mut state)).0["data"],
+        serde_json::json!([1, {"a": 2}])
+    );
+    let (at_tail, _) = frame({
+        let mut s = ws(&mut j, "offset=now&live=ws");
+        j.ws(&mut s)
+    });
+    assert_eq!(at_tail["data"], serde_json::json!([]));
+    assert_eq!(at_tail["upToDate"], true);
+
+    let mut b = Harness::new();
+    b.send(put("application/octet-stream").with_body(vec![0, 1, 255]));
+    let mut state = ws(&mut b, "offset=-1&live=ws");
+    let (f, _) = frame(b.ws(&mut state));
+    assert_eq!(
+        (f["data"].as_str(), f["encoding"].as_str()),
+        (Some("AAH/"), Some("base64"))
+    );
+    // No upgrade: 400 with a reason.
+    assert_eq!(b.send(get("offset=-1&live=ws")).status, 400);
+}

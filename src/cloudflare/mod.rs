@@ -16,6 +16,7 @@ mod live;
 mod object;
 mod outbox;
 mod shared;
+mod sockets;
 mod sql_store;
 mod sse_pump;
 mod test_routes;

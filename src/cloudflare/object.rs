@@ -11,7 +11,7 @@ use super::faults::Faults;
 use super::live::Live;
 use super::shared::{now_ms, Shared, Step};
 use super::sql_store::SqlStore;
-use super::{forks, sse_pump, test_routes};
+use super::{forks, sockets, sse_pump, test_routes};
 use crate::engine::config::Config;
 use crate::engine::lifecycle;
 use crate::engine::live::LongPoll;
@@ -23,11 +23,24 @@ use crate::engine::state::Chunk;
 use crate::protocol::error::ProtocolError;
 use std::cell::Cell;
 use std::rc::Rc;
-use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
+use worker::{
+    durable_object, DurableObject, Env, Request, Response, Result, State, WebSocket,
+    WebSocketIncomingMessage,
+};
 
 #[durable_object]
 pub struct StreamObject {
     shared: Rc<Shared>,
+}
+
+thread_local! {
+    /// Stream objects constructed in this isolate (the tests observe an
+    /// eviction as a construction).
+    static CONSTRUCTED: Cell<u64> = const { Cell::new(0) };
+}
+
+pub fn constructed() -> u64 {
+    CONSTRUCTED.with(Cell::get)
 }
 
 /// A fresh stream id: creation time and 32 random bits, hex.
@@ -112,7 +125,7 @@ impl StreamObject {
                 }
                 convert::render(r)
             }
-            Action::LongPoll(_) | Action::Sse { .. } if crowded => {
+            Action::LongPoll(_) | Action::Sse { .. } | Action::Ws(_) if crowded => {
                 convert::render_error(&ProtocolError::TooManyReaders { limit: max_readers })
             }
             Action::LongPoll(wait) => {
@@ -120,6 +133,7 @@ impl StreamObject {
                 self.long_poll(wait).await
             }
             Action::Sse { head, state } => sse_pump::respond(shared, head, state),
+            Action::Ws(start) => shared.open_socket(start).await,
             Action::Fork { source, acquire } => shared.create_fork(request, &source, acquire).await,
             Action::NeedInherited(_) => convert::render_error(&ProtocolError::Unavailable),
         }
@@ -155,17 +169,21 @@ impl StreamObject {
 
 impl DurableObject for StreamObject {
     fn new(state: State, env: Env) -> Self {
+        CONSTRUCTED.with(|c| c.set(c.get() + 1));
         let config = Config::from_lookup(|name| env.var(name).ok().map(|v| v.to_string()));
         let shared = Rc::new(Shared {
             config,
             env,
             store: SqlStore::new(state.storage()),
+            state,
             live: Rc::new(Live::default()),
             schema_ready: Cell::new(false),
             pending_alarm: Cell::new(None),
             faults: Faults::default(),
             requests: Cell::new(0),
             last_prune_ms: Cell::new(0),
+            fanning: Cell::new(false),
+            fan_again: Cell::new(false),
         });
         StreamObject { shared }
     }
@@ -182,6 +200,37 @@ impl DurableObject for StreamObject {
                 convert::render_error(&ProtocolError::Unavailable)
             }
         }
+    }
+
+    /// Readers send nothing the stream needs; a text `ping` gets `pong`.
+    async fn websocket_message(
+        &self,
+        ws: WebSocket,
+        message: WebSocketIncomingMessage,
+    ) -> Result<()> {
+        if let WebSocketIncomingMessage::String(text) = message {
+            if text == "ping" {
+                let _ = ws.send_with_str("pong");
+            }
+        }
+        Ok(())
+    }
+
+    async fn websocket_close(
+        &self,
+        ws: WebSocket,
+        code: usize,
+        _reason: String,
+        _was_clean: bool,
+    ) -> Result<()> {
+        sockets::closed(&ws, code);
+        Ok(())
+    }
+
+    async fn websocket_error(&self, ws: WebSocket, error: worker::Error) -> Result<()> {
+        worker::console_log!("reader socket error: {error}");
+        let _ = ws.close(Some(1011), Some("error"));
+        Ok(())
     }
 
     async fn alarm(&self) -> Result<Response> {

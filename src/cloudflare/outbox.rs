@@ -55,6 +55,7 @@ impl Shared {
     pub async fn effects(&self, notify: bool, alarm: Option<u64>) {
         if notify {
             self.live.wake_all();
+            self.fan_out_once().await;
         }
         if let Some(deadline) = alarm {
             self.arm_or_remember(deadline).await;
@@ -66,6 +67,23 @@ impl Shared {
                     .await;
             }
         }
+    }
+
+    /// Runs [`Shared::fan_out`], one at a time: a change that arrives while
+    /// one runs makes it run again, so no reader gets a frame twice.
+    async fn fan_out_once(&self) {
+        if self.fanning.replace(true) {
+            self.fan_again.set(true);
+            return;
+        }
+        loop {
+            self.fan_again.set(false);
+            self.fan_out().await;
+            if !self.fan_again.get() {
+                break;
+            }
+        }
+        self.fanning.set(false);
     }
 
     /// Sends every due message (releases, and intents past their grace,

@@ -15,10 +15,12 @@ use crate::engine::state::Chunk;
 use crate::protocol::error::ProtocolError;
 use std::cell::Cell;
 use std::rc::Rc;
-use worker::{Env, Result};
+use worker::{Env, Result, State};
 
 pub struct Shared {
     pub env: Env,
+    /// The object's state: its storage and its hibernatable sockets.
+    pub state: State,
     /// Read once: variables cannot change without a redeploy, which
     /// restarts the object.
     pub config: Config,
@@ -32,6 +34,10 @@ pub struct Shared {
     pub requests: Cell<u64>,
     /// When idle producer state was last pruned.
     pub last_prune_ms: Cell<u64>,
+    /// A fan-out to the WebSocket readers is running; another change came
+    /// in meanwhile (it runs again, never two at once).
+    pub fanning: Cell<bool>,
+    pub fan_again: Cell<bool>,
 }
 
 pub fn now_ms() -> u64 {

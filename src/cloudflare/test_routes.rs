@@ -49,6 +49,10 @@ pub async fn handle(shared: &Shared, req: &Request) -> Result<Response> {
         "wasmMemoryBytes": core::arch::wasm32::memory_size::<0>() * 65536,
         "requests": shared.requests.get(),
         "readers": live.readers(),
+        "sockets": shared.state.as_raw().get_websockets().map(|w| w.len()).unwrap_or(0),
+        // Objects constructed in this isolate so far: an evicted object that
+        // wakes is constructed again.
+        "constructed": super::object::constructed(),
         "appendBytesReserved": super::budget::reserved(),
     });
     Response::from_json(&body)

@@ -167,6 +167,44 @@ pub fn sse_head(meta: &StreamMeta) -> Response {
     }
 }
 
+/// The next batch for a live reader at `offset` (before the tail): about
+/// `MAX_READ_CHUNK_BYTES`, and for text streams cut back to a whole UTF-8
+/// character (or read on until one is whole). `None`: the offset is no
+/// longer readable, which ends the reader.
+pub fn next_batch<S: Store>(
+    store: &S,
+    meta: &StreamMeta,
+    offset: Offset,
+    ctx: &Ctx,
+) -> Result<Option<Slice>, S::Error> {
+    let encoding = meta.content_type.sse_encoding();
+    let text = encoding == SseEncoding::Text && !meta.content_type.is_json();
+    let mut cap = ctx.config.max_read_chunk_bytes;
+    loop {
+        let mut slice = match read_range(store, meta, offset, cap) {
+            Ok(s) => s,
+            Err(Failure::Store(e)) => return Err(e),
+            // The start offset was validated when the reader opened.
+            Err(Failure::Protocol(_)) => return Ok(None),
+        };
+        if !text {
+            return Ok(Some(slice));
+        }
+        // Text goes out whole characters at a time: cut a batch back to a
+        // character boundary, or read on if it holds no whole one.
+        let keep = sse::utf8_prefix_len(&slice.data);
+        if keep == 0 && slice.end < meta.tail {
+            cap = (slice.data.len() as u64).saturating_add(ctx.config.row_bytes);
+            continue;
+        }
+        if keep > 0 {
+            slice.data.truncate(keep);
+            slice.end = offset.advance(keep as u64).unwrap_or(slice.end);
+        }
+        return Ok(Some(slice));
+    }
+}
+
 /// The next thing to send on an SSE connection. `keepalive` asks for a
 /// control event even when nothing changed (the adapter's keep-alive timer).
 pub fn sse_step<S: Store>(
@@ -184,30 +222,8 @@ pub fn sse_step<S: Store>(
     }
     let encoding = meta.content_type.sse_encoding();
     if state.offset < meta.tail {
-        let text = encoding == SseEncoding::Text && !meta.content_type.is_json();
-        let mut cap = ctx.config.max_read_chunk_bytes;
-        let slice = loop {
-            let mut slice = match read_range(store, &meta, state.offset, cap) {
-                Ok(s) => s,
-                Err(Failure::Store(e)) => return Err(e),
-                // The start offset was validated when the connection opened.
-                Err(Failure::Protocol(_)) => return Ok(SseStep::End),
-            };
-            if !text {
-                break slice;
-            }
-            // Text goes out whole characters at a time: cut a batch back to
-            // a character boundary, or read on if it holds no whole one.
-            let keep = sse::utf8_prefix_len(&slice.data);
-            if keep == 0 && slice.end < meta.tail {
-                cap = (slice.data.len() as u64).saturating_add(ctx.config.row_bytes);
-                continue;
-            }
-            if keep > 0 {
-                slice.data.truncate(keep);
-                slice.end = state.offset.advance(keep as u64).unwrap_or(slice.end);
-            }
-            break slice;
+        let Some(slice) = next_batch(store, &meta, state.offset, ctx)? else {
+            return Ok(SseStep::End);
         };
         let closed = closed_at(&meta, slice.end);
         let id = meta.wire(slice.end);

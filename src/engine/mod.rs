@@ -26,3 +26,4 @@ pub mod source;
 pub mod state;
 pub mod store;
 pub mod wire;
+pub mod ws;

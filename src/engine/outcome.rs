@@ -6,6 +6,7 @@ use super::failure::Failure;
 use super::fork::{Acquire, Need};
 use super::live::{LongPoll, SseState};
 use super::response::Response;
+use super::ws::WsState;
 
 /// What the adapter does with a request.
 #[derive(Debug)]
@@ -17,6 +18,9 @@ pub enum Action {
     LongPoll(LongPoll),
     /// Send `head`, then stream `resume::sse_next`'s events.
     Sse { head: Response, state: SseState },
+    /// Accept a WebSocket reader at this position, then send
+    /// `resume::ws_next`'s frames (an extension, `live=ws`).
+    Ws(WsState),
     /// Fetch the source's chunks and call again with them.
     NeedInherited(Need),
     /// Ask the source (`acquire.fork_path`'s source) for a reference, then

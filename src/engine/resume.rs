@@ -12,6 +12,7 @@ use super::outcome::Action;
 use super::response::Response;
 use super::state::Chunk;
 use super::store::Store;
+use super::ws::{ws_step, WsState, WsStep};
 
 /// A parked long-poll's next step: a response (finished), wait again, or
 /// fetch inherited chunks first.
@@ -57,4 +58,22 @@ pub fn sse_next<S: Store>(
         }
     }
     sse_step(&reading(store, &meta, inherited), state, ctx, keepalive)
+}
+
+/// The next frame of a WebSocket reader (see [`ws_step`]).
+pub fn ws_next<S: Store>(
+    store: &S,
+    state: &mut WsState,
+    ctx: &Ctx,
+    inherited: &[Chunk],
+) -> Result<WsStep, S::Error> {
+    let Some(meta) = current_meta(store, ctx.now_ms)?.filter(|m| !m.soft_deleted) else {
+        return Ok(WsStep::End);
+    };
+    if state.offset < meta.tail {
+        if let Some(n) = need(&meta, state.offset, inherited) {
+            return Ok(WsStep::NeedInherited(n));
+        }
+    }
+    ws_step(&reading(store, &meta, inherited), state, ctx)
 }

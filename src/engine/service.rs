@@ -22,6 +22,7 @@ use super::request::{Method, Request};
 use super::response::Response;
 use super::state::Chunk;
 use super::store::{Commit, Store};
+use super::ws::WsState;
 use crate::protocol::cache;
 use crate::protocol::error::{Invalid, ProtocolError};
 use crate::protocol::headers as h;
@@ -207,6 +208,17 @@ fn get<S: Store>(
                     started: false,
                 },
             }
+        }
+        Live::Ws => {
+            let upgrade = req.header(h::UPGRADE).map(str::trim);
+            if !upgrade.is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
+                return Err(Invalid::WebSocketUpgrade.into());
+            }
+            read::check_start(&view, &meta, start)?;
+            Action::Ws(WsState {
+                offset: start,
+                started: false,
+            })
         }
     };
     Ok(Outcome::act(action))

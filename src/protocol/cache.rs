@@ -82,7 +82,7 @@ pub fn key(url_path: &str, query: &str) -> Option<String> {
     };
     let mut params = Vec::new();
     match q.live {
-        Live::Sse => return None,
+        Live::Sse | Live::Ws => return None,
         Live::CatchUp => {}
         Live::LongPoll => {
             if let Some(c) = &q.cursor {

@@ -36,6 +36,7 @@ pub enum Invalid {
     ForkSubOffset,
     ForkSource,
     ForkDepth,
+    WebSocketUpgrade,
 }
 
 impl Invalid {
@@ -50,7 +51,7 @@ impl Invalid {
             OffsetRepeated => ("INVALID_OFFSET", "offset may be given only once"),
             OffsetMissingForLive => ("INVALID_OFFSET", "live reads require an offset"),
             OffsetNotOnBoundary => ("INVALID_OFFSET", "offset is not on a message boundary"),
-            LiveMode => ("INVALID_LIVE_MODE", "live must be long-poll or sse"),
+            LiveMode => ("INVALID_LIVE_MODE", "live must be long-poll, sse or ws"),
             Cursor => ("INVALID_CURSOR", "cursor is malformed"),
             Ttl => (
                 "INVALID_TTL",
@@ -123,6 +124,10 @@ impl Invalid {
             ForkSource => (
                 "INVALID_FORK_SOURCE",
                 "Stream-Forked-From must be a stream path on this server",
+            ),
+            WebSocketUpgrade => (
+                "UPGRADE_REQUIRED",
+                "live=ws needs a WebSocket upgrade (Upgrade: websocket)",
             ),
             ForkDepth => ("FORK_TOO_DEEP", "a fork chain may be at most 16 forks deep"),
         }

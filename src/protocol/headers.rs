@@ -16,6 +16,7 @@ pub const LAST_EVENT_ID: &str = "last-event-id";
 pub const AUTHORIZATION: &str = "authorization";
 pub const WWW_AUTHENTICATE: &str = "www-authenticate";
 pub const ORIGIN: &str = "origin";
+pub const UPGRADE: &str = "upgrade";
 pub const CONTENT_SECURITY_POLICY: &str = "content-security-policy";
 pub const CONTENT_DISPOSITION: &str = "content-disposition";
 /// What the Worker's edge cache did: `HIT`, `MISS` or `BYPASS`.

@@ -13,6 +13,8 @@ pub enum Live {
     CatchUp,
     LongPoll,
     Sse,
+    /// `live=ws`: a WebSocket reader (an extension, §11).
+    Ws,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +53,7 @@ impl ReadQuery {
             None => Live::CatchUp,
             Some("long-poll") => Live::LongPoll,
             Some("sse") => Live::Sse,
+            Some("ws") => Live::Ws,
             Some(_) => return Err(Invalid::LiveMode),
         };
         if let Some(c) = &cursor {

@@ -76,6 +76,14 @@ impl Harness {
         self.with_ctx(|store, ctx| resume::sse_next(store, state, ctx, keepalive, &[]).unwrap())
     }
 
+    /// A WebSocket reader's next step at the current time.
+    pub fn ws(
+        &mut self,
+        state: &mut durable_streams_edge::engine::ws::WsState,
+    ) -> durable_streams_edge::engine::ws::WsStep {
+        self.with_ctx(|store, ctx| resume::ws_next(store, state, ctx, &[]).unwrap())
+    }
+
     pub fn advance(&mut self, ms: u64) {
         self.now += ms;
     }
