@@ -29,7 +29,7 @@ describe("limits", () => {
     await fetch(url, { method: "PUT", headers: text })
     const aborts = Array.from({ length: 3 }, () => new AbortController())
     for (const a of aborts) expect((await fetch(`${url}?offset=now&live=sse`, { signal: a.signal })).status).toBe(200)
-    await until(async () => (await stats(base, name)).readers === 3)
+    await until(async () => (await stats(base, name)).sockets === 3)
     const refused = await fetch(`${url}?offset=now&live=sse`)
     expect(refused.status).toBe(503)
     expect(refused.headers.get("retry-after")).toBe("5")
@@ -38,7 +38,7 @@ describe("limits", () => {
     expect((await fetch(`${url}?offset=-1`)).status).toBe(200)
     // A reader that leaves frees its place.
     aborts[0]!.abort()
-    await until(async () => (await stats(base, name)).readers < 3)
+    await until(async () => (await stats(base, name)).sockets < 3)
     const again = new AbortController()
     const r = await fetch(`${url}?offset=now&live=sse`, { signal: again.signal })
     expect(r.status).toBe(200)

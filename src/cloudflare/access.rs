@@ -139,12 +139,14 @@ async fn within_rate(env: &Env, req: &Request, allowed: &Allowed) -> bool {
     }
 }
 
-/// The request as the cache and the object see it: without `?token=` and
-/// without `Authorization` (credentials stop at the Worker).
+/// The request as the cache and the object see it: without `?token=`,
+/// `Authorization` (credentials stop at the Worker) or the Worker's own
+/// internal headers, which only it may set.
 pub fn strip(req: Request, url: &Url) -> worker::Result<Request> {
     let has_token = url.query_pairs().any(|(k, _)| k == h::query::TOKEN);
-    let has_auth = req.headers().has(h::AUTHORIZATION)?;
-    if !has_token && !has_auth {
+    let internal = |k: &str| k == h::AUTHORIZATION || k == super::bridge::HEADER;
+    let has_internal = req.headers().keys().any(|k| internal(&k));
+    if !has_token && !has_internal {
         return Ok(req);
     }
     let mut clean = url.clone();
@@ -161,7 +163,7 @@ pub fn strip(req: Request, url: &Url) -> worker::Result<Request> {
     }
     let headers = Headers::new();
     for (k, v) in req.headers().entries() {
-        if k != h::AUTHORIZATION {
+        if !internal(&k) {
             headers.append(&k, &v)?;
         }
     }

@@ -132,9 +132,8 @@ pub fn to_neutral(req: &worker::Request, body: Vec<u8>) -> worker::Result<Reques
     })
 }
 
-/// The platform response for an engine response.
 /// The platform headers of an engine response.
-fn headers_of(r: &Response) -> worker::Result<Headers> {
+pub fn headers_of(r: &Response) -> worker::Result<Headers> {
     let headers = Headers::new();
     for (name, value) in &r.headers {
         headers.append(name, value)?;

@@ -5,6 +5,7 @@
 //! `worker`.
 
 mod access;
+mod bridge;
 mod budget;
 mod convert;
 mod crypto;
@@ -155,6 +156,12 @@ pub async fn forward(env: &Env, stream: &str, req: Request) -> Result<Response> 
     }
 }
 
+/// Whether a read is an SSE read (served through the bridge).
+fn is_sse(url: &worker::Url) -> bool {
+    crate::protocol::query::ReadQuery::parse(url.query().unwrap_or_default())
+        .is_ok_and(|q| q.live == crate::protocol::query::Live::Sse)
+}
+
 /// Routes a request: test routes, then stream paths through access
 /// control, the size check and the edge cache to the stream's object.
 async fn route(req: Request, env: &Env, ctx: &Context) -> Result<Routed> {
@@ -190,6 +197,14 @@ async fn route(req: Request, env: &Env, ctx: &Context) -> Result<Routed> {
     let req = access::strip(req, &url)?;
     let url = req.url()?;
     let shared = allowed.shared;
+    if req.method() == worker::Method::Get && is_sse(&url) {
+        let response = bridge::sse(env, path.as_str(), req, &config(env)).await?;
+        return Ok(Routed {
+            response,
+            x_cache: Some("BYPASS"),
+            shared,
+        });
+    }
     if req.method() == worker::Method::Get {
         if let Some(key) = cache::key(url.path(), url.query().unwrap_or_default()) {
             let config = config(env);

@@ -10,8 +10,9 @@ use super::convert;
 use super::faults::Faults;
 use super::live::Live;
 use super::shared::{now_ms, Shared, Step};
+use super::sockets::Reader;
 use super::sql_store::SqlStore;
-use super::{forks, sockets, sse_pump, test_routes};
+use super::{bridge, forks, sockets, sse_pump, test_routes};
 use crate::engine::config::Config;
 use crate::engine::lifecycle;
 use crate::engine::live::LongPoll;
@@ -116,6 +117,7 @@ impl StreamObject {
         if notify {
             shared.prune_producers();
         }
+        let bridged = bridge::requested(request);
         let max_readers = shared.config.max_readers_per_stream;
         let crowded = shared.live.readers() >= max_readers;
         match action {
@@ -132,8 +134,12 @@ impl StreamObject {
                 let _reader = shared.live.long_poll_guard();
                 self.long_poll(wait).await
             }
+            // The Worker's bridge: the SSE reader waits as a hibernatable socket.
+            Action::Sse { head, state } if bridged => {
+                shared.open_socket(Reader::Sse(state), Some(head)).await
+            }
             Action::Sse { head, state } => sse_pump::respond(shared, head, state),
-            Action::Ws(start) => shared.open_socket(start).await,
+            Action::Ws(start) => shared.open_socket(Reader::Client(start), None).await,
             Action::Fork { source, acquire } => shared.create_fork(request, &source, acquire).await,
             Action::NeedInherited(_) => convert::render_error(&ProtocolError::Unavailable),
         }
@@ -202,15 +208,25 @@ impl DurableObject for StreamObject {
         }
     }
 
-    /// Readers send nothing the stream needs; a text `ping` gets `pong`.
+    /// A reader asks for its next batch with `more`; a text `ping` gets
+    /// `pong`; anything else is ignored.
     async fn websocket_message(
         &self,
         ws: WebSocket,
         message: WebSocketIncomingMessage,
     ) -> Result<()> {
         if let WebSocketIncomingMessage::String(text) = message {
-            if text == "ping" {
-                let _ = ws.send_with_str("pong");
+            match text.as_str() {
+                sockets::MORE => {
+                    let shared = &self.shared;
+                    if shared.ready().is_ok() {
+                        shared.more(&ws).await;
+                    }
+                }
+                "ping" => {
+                    let _ = ws.send_with_str("pong");
+                }
+                _ => {}
             }
         }
         Ok(())

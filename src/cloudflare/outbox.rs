@@ -71,7 +71,7 @@ impl Shared {
 
     /// Runs [`Shared::fan_out`], one at a time: a change that arrives while
     /// one runs makes it run again, so no reader gets a frame twice.
-    async fn fan_out_once(&self) {
+    pub async fn fan_out_once(&self) {
         if self.fanning.replace(true) {
             self.fan_again.set(true);
             return;

@@ -1,19 +1,26 @@
-//! WebSocket readers in the stream's object (`live=ws`, `engine::ws`),
-//! accepted with the hibernation API: while its readers wait, the object
-//! holds no request and can be evicted from memory; the sockets stay open,
-//! and each one's position lives in its attachment, so a new instance of
-//! the object picks up where the evicted one left off.
+//! Hibernatable socket readers in the stream's object: clients' WebSocket
+//! readers (`live=ws`, `engine::ws`: JSON frames) and the Worker's bridge
+//! sockets for SSE readers (`bridge.rs`: SSE event bytes, which the Worker
+//! streams to its client). Accepted with the hibernation API: while its
+//! readers wait, the object holds no request and can be evicted from
+//! memory; the sockets stay open, and each one's position lives in its
+//! attachment, so a new instance of the object picks up where the evicted
+//! one left off.
 //!
 //! On every change (append, close, delete, expiry) [`Shared::fan_out`]
-//! groups the sockets by position and computes each group's frames once,
-//! however many readers wait there. A reader is sent at most
-//! [`MAX_BYTES_PER_WAKE`] per change; one further behind gets the rest on
-//! the next change, or reconnects from its last `nextOffset`.
+//! groups the sockets by position and computes each group's next frame
+//! once, however many readers wait there. A frame is one batch (up to
+//! `MAX_READ_CHUNK_BYTES`); a reader further behind asks for the next one
+//! by sending `more` (the Worker's bridge does so itself), so catching up
+//! is paced by the reader and the object holds one batch at a time.
 
 use super::convert;
 use super::shared::{now_ms, Shared, Step};
+use crate::engine::live::{SseState, SseStep};
+use crate::engine::response::Response as Neutral;
 use crate::engine::resume;
 use crate::engine::state::Chunk;
+use crate::engine::store::Store;
 use crate::engine::ws::{WsState, WsStep};
 use crate::protocol::error::ProtocolError;
 use crate::protocol::offset::Offset;
@@ -23,45 +30,151 @@ use worker::{Response, ResponseBuilder, Result, WebSocket, WebSocketPair};
 
 /// Most sockets one object accepts (the platform's limit is 32,768).
 const MAX_SOCKETS: u64 = 32_768;
-/// Most bytes one reader is sent for one change.
-const MAX_BYTES_PER_WAKE: usize = 16 * 1024 * 1024;
+/// What a reader sends for its next batch.
+pub const MORE: &str = "more";
 /// Close codes: the stream closed (normal), or it is gone.
 const CLOSED: u16 = 1000;
 const GONE: u16 = 4410;
 
 /// What a socket remembers across evictions (at most 16 KiB; positions as
-/// strings, so no value nears JavaScript's 2^53).
+/// strings, so no value nears JavaScript's 2^53). Readers with equal
+/// attachments get the same frames: they are computed once per group.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 struct Attachment {
     /// The reader's position.
     o: String,
     /// Whether its first frame went out.
     s: bool,
+    /// The kind: 0 a client's `live=ws` reader, 1 the Worker's SSE bridge.
+    #[serde(default)]
+    k: u8,
+    /// The SSE reader's cursor, if its client sent one.
+    #[serde(default)]
+    c: Option<String>,
+    /// Whether more is stored than it was sent: it asks with [`MORE`], and
+    /// changes do not push to it meanwhile (a reader paces its catch-up).
+    #[serde(default)]
+    p: bool,
 }
 
-impl Attachment {
-    fn of(state: &WsState) -> Attachment {
-        Attachment {
-            o: state.offset.position().to_string(),
-            s: state.started,
+/// A socket reader's position, by kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reader {
+    Client(WsState),
+    Sse(SseState),
+}
+
+impl Reader {
+    fn offset(&self) -> Offset {
+        match self {
+            Reader::Client(s) => s.offset,
+            Reader::Sse(s) => s.offset,
         }
     }
 
-    fn state(&self) -> Option<WsState> {
-        Some(WsState {
-            offset: Offset::new(self.o.parse().ok()?)?,
-            started: self.s,
+    fn attachment(&self) -> Attachment {
+        match self {
+            Reader::Client(s) => Attachment {
+                o: s.offset.position().to_string(),
+                s: s.started,
+                k: 0,
+                c: None,
+                p: false,
+            },
+            Reader::Sse(s) => Attachment {
+                o: s.offset.position().to_string(),
+                s: s.started,
+                k: 1,
+                c: s.cursor.clone(),
+                p: false,
+            },
+        }
+    }
+
+    fn of(a: &Attachment) -> Option<Reader> {
+        let offset = Offset::new(a.o.parse().ok()?)?;
+        Some(match a.k {
+            0 => Reader::Client(WsState {
+                offset,
+                started: a.s,
+            }),
+            1 => Reader::Sse(SseState {
+                offset,
+                cursor: a.c.clone(),
+                started: a.s,
+            }),
+            _ => return None,
         })
     }
 }
 
+/// One message to a socket: a client's JSON frame, or a bridge frame.
+enum Out {
+    Text(String),
+    Binary(Vec<u8>),
+}
+
 /// A group's frames after one step: what to send, and how the readers end.
 struct Frames {
-    texts: Vec<String>,
-    after: WsState,
+    texts: Vec<Out>,
+    after: Reader,
+    /// Whether more is stored after `after` (the reader asks for it).
+    pending: bool,
     /// `Some(code)`: close the sockets after sending.
     close: Option<(u16, &'static str)>,
 }
+
+/// One bridge frame, a binary message: a first line with the reader's
+/// position after the events, as printed (the Worker's keep-alives and
+/// reconnects need it), then flags: `+` when more is stored (ask with
+/// [`MORE`]), `x` when the reader ends here (the stream closed or is gone;
+/// the socket's close may arrive late, so the Worker ends on this); then
+/// the SSE events exactly as the response body carries them, which the
+/// Worker passes on without copying them into wasm memory:
+///
+/// ```text
+/// 0001796237934004_0000000000000015 +\n
+/// event: data\nid: ...\ndata:...\n\nevent: control\n...
+/// ```
+pub struct BridgeFrame<'a> {
+    pub next: &'a str,
+    pub more: bool,
+    pub end: bool,
+    /// Where the events start in the message.
+    pub events_at: usize,
+}
+
+impl<'a> BridgeFrame<'a> {
+    /// Longest first line (an offset is 33 bytes).
+    pub const MAX_HEAD: usize = 128;
+
+    /// Reads a frame's first line from the message's first bytes.
+    pub fn parse(start: &'a [u8]) -> Option<BridgeFrame<'a>> {
+        let end = start.iter().position(|b| *b == b'\n')?;
+        let head = std::str::from_utf8(start.get(..end)?).ok()?;
+        let (next, flags) = head.split_once(' ').unwrap_or((head, ""));
+        Some(BridgeFrame {
+            next,
+            more: flags.contains('+'),
+            end: flags.contains('x'),
+            events_at: end + 1,
+        })
+    }
+}
+
+/// A reader's step, whatever its kind.
+enum Emitted {
+    /// Send this; `true`: then close (the stream closed).
+    Frame(Out, bool),
+    Wait,
+    End,
+}
+
+/// Socket readers get batches of at most this many stored bytes: many
+/// readers of one isolate catch up at once, each with a batch in flight in
+/// the object, on its socket and in the Worker's response (all in one
+/// isolate's 128 MB when the Worker and the object share it).
+const SOCKET_BATCH_BYTES: u64 = 256 * 1024;
 
 impl Shared {
     fn sockets(&self) -> Vec<WebSocket> {
@@ -74,65 +187,143 @@ impl Shared {
         }
     }
 
-    /// Accepts a WebSocket reader at `start` and sends its first frames.
-    pub async fn open_socket(&self, start: WsState) -> Result<Response> {
+    /// Accepts a socket reader at `start` and sends its first frames; the
+    /// 101 carries `head`'s headers (an SSE bridge's response head).
+    pub async fn open_socket(&self, start: Reader, head: Option<Neutral>) -> Result<Response> {
         let limit = self.config.max_readers_per_stream.min(MAX_SOCKETS);
         if self.sockets().len() as u64 + self.live.readers() >= limit {
             return convert::render_error(&ProtocolError::TooManyReaders { limit });
         }
+        let tail = self.tail();
+        let frames = self.frames(start).await;
+        if let (Some(head), Some(_)) = (&head, frames.close) {
+            // The reader ends at once (the stream closed, or is gone): no
+            // socket, the events as a plain SSE body.
+            let mut body = Vec::new();
+            for out in &frames.texts {
+                if let Out::Binary(b) = out {
+                    if let Some(f) = BridgeFrame::parse(b) {
+                        body.extend_from_slice(b.get(f.events_at..).unwrap_or_default());
+                    }
+                }
+            }
+            return convert::render(head.clone().body(body));
+        }
         let pair = WebSocketPair::new()?;
         self.state.as_raw().accept_websocket(pair.server.as_ref())?;
-        let frames = self.frames(start).await;
         self.deliver(std::slice::from_ref(&pair.server), &frames);
-        Ok(ResponseBuilder::new()
-            .with_status(101)
-            .with_websocket(pair.client)
-            .empty())
+        // A change that landed while the first frames were computed (a
+        // fork's inherited read waits on another object) reaches it too.
+        if self.tail() != tail {
+            self.fan_out_once().await;
+        }
+        let mut builder = ResponseBuilder::new().with_status(101);
+        if let Some(head) = head {
+            builder = builder.with_headers(convert::headers_of(&head)?);
+        }
+        Ok(builder.with_websocket(pair.client).empty())
     }
 
-    /// The frames of readers at `from`, up to the per-wake cap.
-    async fn frames(&self, from: WsState) -> Frames {
+    /// The stream's tail now, if it exists.
+    fn tail(&self) -> Option<Offset> {
+        Store::meta(&self.store).ok().flatten().map(|m| m.tail)
+    }
+
+    /// One engine step of a reader: `Ok(Ok(step))`, or `Ok(Err(()))` when
+    /// the source of a fork's inherited range could not answer.
+    async fn step(
+        &self,
+        reader: &mut Reader,
+        inherited: &mut Vec<Chunk>,
+    ) -> Result<std::result::Result<Emitted, ()>> {
+        let now = now_ms();
+        let mut config = self.config;
+        config.max_read_chunk_bytes = config.max_read_chunk_bytes.min(SOCKET_BATCH_BYTES);
+        let step = self
+            .with_inherited(inherited, |inherited| {
+                let mut ctx = self.ctx(now, "");
+                ctx.config = &config;
+                Ok(match reader {
+                    Reader::Client(st) => {
+                        match resume::ws_next(&self.store, st, &ctx, inherited)? {
+                            WsStep::NeedInherited(n) => Step::Need(n),
+                            WsStep::Frame { text, last } => {
+                                Step::Done(Emitted::Frame(Out::Text(text), last))
+                            }
+                            WsStep::Wait => Step::Done(Emitted::Wait),
+                            WsStep::End => Step::Done(Emitted::End),
+                        }
+                    }
+                    Reader::Sse(st) => {
+                        match resume::sse_next(&self.store, st, &ctx, false, inherited)? {
+                            SseStep::NeedInherited(n) => Step::Need(n),
+                            SseStep::Emit { bytes, last } => {
+                                Step::Done(Emitted::Frame(Out::Binary(bytes), last))
+                            }
+                            SseStep::Wait => Step::Done(Emitted::Wait),
+                            SseStep::End => Step::Done(Emitted::End),
+                        }
+                    }
+                })
+            })
+            .await?;
+        let offset = reader.offset().position();
+        inherited.retain(|c| c.end() > offset);
+        Ok(step.map_err(|_| ()))
+    }
+
+    /// A bridge frame around SSE events (see [`BridgeFrame`]).
+    fn bridge_frame(&self, events: &[u8], offset: Offset, end: bool) -> Vec<u8> {
+        let meta = Store::meta(&self.store).ok().flatten();
+        let next = meta.as_ref().map(|m| m.wire(offset)).unwrap_or_default();
+        let more = !end && meta.is_some_and(|m| offset < m.tail);
+        let mut frame = Vec::with_capacity(events.len() + next.len() + 4);
+        frame.extend_from_slice(next.as_bytes());
+        match (more, end) {
+            (true, _) => frame.extend_from_slice(b" +"),
+            (false, true) => frame.extend_from_slice(b" x"),
+            (false, false) => {}
+        }
+        frame.push(b'\n');
+        frame.extend_from_slice(events);
+        frame
+    }
+
+    /// The next frame of readers at `from` (one batch at most).
+    async fn frames(&self, from: Reader) -> Frames {
         let mut state = from;
         let mut texts = Vec::new();
-        let mut sent = 0usize;
         let mut inherited: Vec<Chunk> = Vec::new();
-        loop {
-            let now = now_ms();
-            let step = self
-                .with_inherited(&mut inherited, |inherited| {
-                    let ctx = self.ctx(now, "");
-                    Ok(
-                        match resume::ws_next(&self.store, &mut state, &ctx, inherited)? {
-                            WsStep::NeedInherited(n) => Step::Need(n),
-                            other => Step::Done(other),
-                        },
-                    )
-                })
-                .await;
-            let offset = state.offset.position();
-            inherited.retain(|c| c.end() > offset);
-            let close = match step {
-                Ok(Ok(WsStep::Frame { text, last })) => {
-                    sent += text.len();
-                    texts.push(text);
-                    if !last && sent < MAX_BYTES_PER_WAKE {
-                        continue;
-                    }
-                    last.then_some((CLOSED, "stream closed"))
-                }
-                Ok(Ok(WsStep::Wait)) => None,
-                Ok(Ok(WsStep::End)) => Some((GONE, "stream gone")),
-                Ok(Ok(WsStep::NeedInherited(_))) | Ok(Err(_)) => Some((GONE, "source unavailable")),
-                Err(e) => {
-                    worker::console_error!("ws frames: {e}");
-                    Some((1011, "server error"))
-                }
+        let close = match self.step(&mut state, &mut inherited).await {
+            Ok(Ok(Emitted::Frame(out, last))) => {
+                texts.push(out);
+                last.then_some((CLOSED, "stream closed"))
+            }
+            Ok(Ok(Emitted::Wait)) => None,
+            Ok(Ok(Emitted::End)) => Some((GONE, "stream gone")),
+            Ok(Err(())) => Some((GONE, "source unavailable")),
+            Err(e) => {
+                worker::console_error!("socket frames: {e}");
+                Some((1011, "server error"))
+            }
+        };
+        if let Reader::Sse(s) = &state {
+            // The Worker's frames carry the position and whether this ends.
+            let events = match texts.pop() {
+                Some(Out::Binary(b)) => b,
+                _ => Vec::new(),
             };
-            return Frames {
-                texts,
-                after: state,
-                close,
-            };
+            let end = close.is_some();
+            if !events.is_empty() || end {
+                texts.push(Out::Binary(self.bridge_frame(&events, s.offset, end)));
+            }
+        }
+        let pending = close.is_none() && self.tail().is_some_and(|t| state.offset() < t);
+        Frames {
+            texts,
+            after: state,
+            pending,
+            close,
         }
     }
 
@@ -140,9 +331,13 @@ impl Shared {
     /// the sockets when the stream ended. A socket that fails to send is
     /// dropped (its client went away).
     fn deliver(&self, sockets: &[WebSocket], frames: &Frames) {
-        let attachment = Attachment::of(&frames.after);
+        let mut attachment = frames.after.attachment();
+        attachment.p = frames.pending;
         for ws in sockets {
-            let sent = frames.texts.iter().try_for_each(|t| ws.send_with_str(t));
+            let sent = frames.texts.iter().try_for_each(|out| match out {
+                Out::Text(t) => ws.send_with_str(t),
+                Out::Binary(b) => ws.send_with_bytes(b),
+            });
             let kept = sent.is_ok() && ws.serialize_attachment(&attachment).is_ok();
             match (kept, frames.close) {
                 (true, None) => {}
@@ -153,6 +348,19 @@ impl Shared {
                     let _ = ws.close(Some(1011), Some("send failed"));
                 }
             }
+        }
+    }
+
+    /// A reader asked for its next batch.
+    pub async fn more(&self, ws: &WebSocket) {
+        let reader = ws
+            .deserialize_attachment::<Attachment>()
+            .ok()
+            .flatten()
+            .and_then(|a| Reader::of(&a));
+        if let Some(from) = reader {
+            let frames = self.frames(from).await;
+            self.deliver(std::slice::from_ref(ws), &frames);
         }
     }
 
@@ -170,7 +378,10 @@ impl Shared {
             }
         }
         for (attachment, sockets) in groups {
-            let Some(from) = attachment.state() else {
+            if attachment.p {
+                continue;
+            }
+            let Some(from) = Reader::of(&attachment) else {
                 continue;
             };
             let frames = self.frames(from).await;

@@ -5,7 +5,9 @@
 //!
 //! `GET` answers the object's stats as JSON; `POST ?fault=NAME[&count=N][&ms=N]`
 //! arms one fault (see [`Fault`]); `POST ?schema-version=N` makes the stored
-//! schema look like version `N` (see `sql_store::schema::pretend_version`).
+//! schema look like version `N` (see `sql_store::schema::pretend_version`);
+//! `POST ?drop-sockets` closes every socket reader's socket with 1012, as a
+//! restart of the object would (bridged readers reconnect).
 
 use super::faults::Fault;
 use super::shared::Shared;
@@ -27,6 +29,12 @@ pub async fn handle(shared: &Shared, req: &Request) -> Result<Response> {
         return Response::empty();
     }
     shared.ready()?;
+    if post && url.query_pairs().any(|(k, _)| k == "drop-sockets") {
+        for ws in shared.state.as_raw().get_websockets()? {
+            let _ = ws.close_with_code_and_reason(1012, "test: dropped");
+        }
+        return Response::empty();
+    }
     if post {
         shared.faults.arm(Fault::parse(&url));
         return Response::empty();

@@ -11,8 +11,11 @@
 //! (whole UTF-8 characters), and base64 for any other type, with
 //! `"encoding": "base64"`. The first frame at the tail has empty data and
 //! `upToDate`; the frame that reaches a closed stream's end has `closed`, and
-//! the server then closes the socket. A client resumes by reconnecting with
-//! the last `nextOffset`. Pure: the adapter owns the sockets.
+//! the server then closes the socket. A frame with `upToDate: false` is one
+//! batch of a longer backlog: the client sends the text `more` when it wants
+//! the next one, so a slow client paces its own catch-up and the server holds
+//! one batch per reader. A client resumes by reconnecting with the last
+//! `nextOffset`. Pure: the adapter owns the sockets.
 
 use super::ctx::Ctx;
 use super::failure::Failure;
