@@ -1,6 +1,6 @@
 /**
- * The SSE bridge (README, Live reads): the Worker holds an SSE reader's
- * response and waits on a hibernatable socket to the stream's object. The
+ * The bridge (README, Live reads): the Worker holds an SSE reader's response
+ * or a long-poll and waits on a hibernatable socket to the stream's object. The
  * client must not notice what happens to that socket: when it drops (as when
  * the object restarts) the Worker reconnects from the reader's last offset,
  * and when the object is evicted while idle the reader still gets the next
@@ -14,7 +14,7 @@ import { stats, uniq, until } from "./helpers"
 const text = { "content-type": "text/plain" }
 
 describe("SSE bridge", () => {
-  test("a dropped internal socket: the reader gets every byte once, in order, on the same connection", { timeout: 60_000 }, async () => {
+  test("a dropped internal socket: an SSE reader gets every byte once, in order, on the same connection; a long-poll still gets its answer", { timeout: 60_000 }, async () => {
     const { mf, base } = await start({ vars: { SSE_MAX_LIFETIME_MS: "600000" } })
     try {
       const name = uniq("bridge-drop")
@@ -37,19 +37,29 @@ describe("SSE bridge", () => {
       const result = await reader
       expect(result.text).toBe(expected)
       expect(result.connections, "the client never noticed").toBe(1)
+
+      // A waiting long-poll whose socket drops is asked again from where it waits.
+      const poll = fetch(`${url}?offset=now&live=long-poll`)
+      await until(async () => (await stats(base, name)).sockets >= 1)
+      expect((await fetch(`${base}/__test/stream/${name}?drop-sockets`, { method: "POST" })).status).toBe(200)
+      expect((await fetch(url, { method: "POST", headers: text, body: "after the drop" })).status).toBe(204)
+      const answer = await poll
+      expect(answer.status).toBe(200)
+      expect(await answer.text()).toBe("after the drop")
     } finally {
       await mf.dispose()
     }
   })
 
-  test("an idle object is evicted; its SSE readers get the next appends exactly once on the same connection", { timeout: 60_000 }, async () => {
-    const { mf, base } = await start({ vars: { SSE_MAX_LIFETIME_MS: "600000", SSE_KEEPALIVE_MS: "2000" } })
+  test("an idle object is evicted; its SSE readers get the next appends exactly once on the same connection, its long-polls their answer", { timeout: 60_000 }, async () => {
+    const { mf, base } = await start({ vars: { SSE_MAX_LIFETIME_MS: "600000", SSE_KEEPALIVE_MS: "2000", LONG_POLL_TIMEOUT_MS: "60000" } })
     try {
       const name = uniq("bridge-idle")
       const url = `${base}/v1/stream/${name}`
       await fetch(url, { method: "PUT", headers: text })
       const readers = Array.from({ length: 5 }, () => sseReader(url, "after the nap;again".length, undefined, "now"))
-      await until(async () => (await stats(base, name)).sockets === 5)
+      const polls = Array.from({ length: 5 }, (_, i) => fetch(`${url}?offset=now&live=long-poll&cursor=${i}`))
+      await until(async () => (await stats(base, name)).sockets === 10)
       const held = await stats(base, name)
       const before = held.constructed
       expect(held.readers, "no reader's request is held in the object").toBe(0)
@@ -65,6 +75,12 @@ describe("SSE bridge", () => {
         // A repeated batch would show here ("after the nap;after the nap;").
         expect(r.text).toBe("after the nap;again")
         expect(r.connections).toBe(1)
+      }
+      for (const p of polls) {
+        const r = await p
+        expect(r.status).toBe(200)
+        // The first append, or both if they landed before the answer.
+        expect(["after the nap;", "after the nap;again"]).toContain(await r.text())
       }
       expect((await stats(base, name)).constructed, "the object was evicted and constructed again").toBeGreaterThan(before)
     } finally {

@@ -71,7 +71,7 @@ describe("edge cache", () => {
     const polls = Array.from({ length: 100 }, () =>
       fetch(`${url}?offset=${tail}&live=long-poll&cursor=${cursor}`).then(async (r) => ({ status: r.status, body: await r.text(), x: r.headers.get("x-cache") }))
     )
-    await until(async () => (await stats(base, name)).parked >= 1)
+    await until(async () => (await stats(base, name)).sockets >= 1)
     await fetch(url, { method: "POST", headers: text, body: "wake-up;" })
     const results = await Promise.all(polls)
     for (const r of results) {

@@ -22,7 +22,7 @@ describe("live readers", () => {
     const polls = Array.from({ length: 500 }, () => longPollReader(url, expected.length))
     await until(async () => {
       const s = await stats(base, name)
-      return s.sockets === 500 && s.parked >= 450
+      return s.sockets === 1000 && s.parked === 0
     }, 60_000)
     for (const m of messages) {
       const r = await fetch(url, { method: "POST", headers: text, body: m })
@@ -47,9 +47,12 @@ describe("live readers", () => {
     })
   })
 
-  test("aborted long-polls leave the object by their deadline", { timeout: 30_000 }, async () => {
-    // workerd does not signal the object when a long-poll's client goes
-    // away, so the bound is LONG_POLL_TIMEOUT_MS (5 s here), never a leak.
+  test("aborted long-polls release their sockets at the object by their deadline", { timeout: 30_000 }, async () => {
+    // The Worker holds the long-poll on a socket to the object. In
+    // production, Request.signal tells the Worker that its client left and
+    // it closes the socket at once; Miniflare does not pass the disconnect
+    // on to the Worker, so here the bound is LONG_POLL_TIMEOUT_MS (5 s),
+    // never a leak.
     const { mf, base: b } = await start({ vars: { LONG_POLL_TIMEOUT_MS: "5000" } })
     try {
       const name = uniq("abort-lp")
@@ -57,11 +60,12 @@ describe("live readers", () => {
       await fetch(url, { method: "PUT", headers: text })
       const controller = new AbortController()
       const readers = Array.from({ length: 50 }, () => longPollReader(url, 1, controller.signal).catch(() => null))
-      await until(async () => (await stats(b, name)).parked === 50)
+      await until(async () => (await stats(b, name)).sockets === 50)
+      expect((await stats(b, name)).parked, "no request waits in the object").toBe(0)
       const abortedAt = Date.now()
       controller.abort()
       await Promise.all(readers)
-      await until(async () => (await stats(b, name)).parked === 0, 10_000)
+      await until(async () => (await stats(b, name)).sockets === 0, 10_000)
       expect(Date.now() - abortedAt).toBeLessThan(8_000)
     } finally {
       await mf.dispose()
@@ -94,7 +98,7 @@ describe("live readers", () => {
     const name = new URL(url).pathname.replace("/v1/stream/", "")
     await until(async () => {
       const s = await stats(base, name)
-      return s.sockets === 20 && s.parked === 20
+      return s.sockets === 40
     })
     await fetch(url, { method: "POST", headers: { ...text, "stream-closed": "true" }, body: "the end" })
     const results = await Promise.all(readers)

@@ -1,11 +1,13 @@
-//! The SSE bridge (PROTOCOL.md §5.8; README, Live reads): an SSE reader's
-//! HTTP request is held by the Worker, not by the stream's object. The
-//! Worker opens one WebSocket to the object per reader (the request to the
-//! object carries [`HEADER`], which the Worker strips from clients); the
-//! object accepts it with the hibernation API (`sockets.rs`), so while its
-//! readers wait it holds no request and can be evicted. The object sends
-//! each reader's SSE events, computed once per distinct position, as
-//! [`BridgeFrame`]s; the Worker streams them to its client, adds keep-alive
+//! The bridge (README, Live reads): a live reader's HTTP request is held by
+//! the Worker, not by the stream's object. The Worker opens one WebSocket to
+//! the object per reader (the request to the object carries [`HEADER`],
+//! which the Worker strips from clients); the object accepts it with the
+//! hibernation API (`sockets.rs`), so while its readers wait it holds no
+//! request and can be evicted. Frames are `engine::bridge`'s.
+//!
+//! This file: the socket, and SSE readers (PROTOCOL.md §5.8). The object
+//! sends each reader's SSE events, computed once per distinct position; the
+//! Worker streams them to its client, adds keep-alive
 //! control events every `SSE_KEEPALIVE_MS`, ends the response after
 //! `SSE_MAX_LIFETIME_MS`, and reconnects from the last offset if the socket
 //! drops (an object restart, a deploy) without the client noticing.
@@ -13,8 +15,8 @@
 //! A Worker cannot share an I/O object between requests, so the socket is
 //! per reader; the fan-out happens in the object.
 
-use super::sockets::BridgeFrame;
 use super::BINDING;
+use crate::engine::bridge as frame;
 use crate::engine::config::Config;
 use crate::engine::request::Request as NeutralRequest;
 use crate::protocol::cursor;
@@ -32,29 +34,50 @@ use worker::{
     Env, Headers, Method, Request, RequestInit, Response, ResponseBody, Result, Url, WebSocket,
 };
 
-/// Marks a request from the Worker's bridge (value `sse`).
+/// Marks a request from the Worker's bridge: its value is the reader's
+/// kind.
 pub const HEADER: &str = "x-ds-bridge";
 
-/// Whether the object is asked for a bridge socket.
-pub fn requested(req: &NeutralRequest) -> bool {
-    req.header(HEADER) == Some("sse")
-        && req
-            .header(h::UPGRADE)
-            .is_some_and(|u| u.trim().eq_ignore_ascii_case("websocket"))
+/// A bridged reader's kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Sse,
+    LongPoll,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Sse => "sse",
+            Kind::LongPoll => "long-poll",
+        }
+    }
+}
+
+/// Which bridge socket the object is asked for, if any.
+pub fn requested(req: &NeutralRequest) -> Option<Kind> {
+    let upgrade = req
+        .header(h::UPGRADE)
+        .is_some_and(|u| u.trim().eq_ignore_ascii_case("websocket"));
+    match req.header(HEADER) {
+        Some("sse") if upgrade => Some(Kind::Sse),
+        Some("long-poll") if upgrade => Some(Kind::LongPoll),
+        _ => None,
+    }
 }
 
 /// What arrives on a bridge socket. A frame's events stay a JavaScript
 /// buffer: the response body passes them on as they are, so they are never
 /// copied into wasm memory.
-enum Msg {
+pub(super) enum Msg {
     Frame(wasm_bindgen::JsValue),
     Closed(u16),
 }
 
 /// A bridge socket and its listeners (kept alive as long as it is).
-struct Listener {
+pub(super) struct Listener {
     ws: WebSocket,
-    rx: mpsc::UnboundedReceiver<Msg>,
+    pub(super) rx: mpsc::UnboundedReceiver<Msg>,
     _on_message: Closure<dyn FnMut(web_sys::MessageEvent)>,
     _on_close: Closure<dyn FnMut(web_sys::CloseEvent)>,
 }
@@ -91,20 +114,27 @@ impl Drop for Listener {
 }
 
 /// What the object answered a bridge request with.
-enum Opened {
+pub(super) enum Opened {
     /// A socket, and the SSE response head (its headers).
     Socket(Listener, Headers),
     /// An answer instead (an error: 404, 400, 410, 503, ...).
     Answer(Response),
 }
 
-async fn open(env: &Env, stream: &str, url: &Url, headers: &Headers) -> Result<Opened> {
+/// Asks `stream`'s object for a bridge socket of `kind` for the read `url`.
+pub(super) async fn open(
+    env: &Env,
+    stream: &str,
+    url: &Url,
+    headers: &Headers,
+    kind: Kind,
+) -> Result<Opened> {
     let h2 = Headers::new();
     for (k, v) in headers.entries() {
         h2.append(&k, &v)?;
     }
     h2.set(h::UPGRADE, "websocket")?;
-    h2.set(HEADER, "sse")?;
+    h2.set(HEADER, kind.as_str())?;
     let mut init = RequestInit::new();
     init.with_method(Method::Get).with_headers(h2);
     let req = Request::new_with_init(url.as_str(), &init)?;
@@ -172,7 +202,7 @@ impl Pump {
             }
             if self.behind {
                 if let Some(socket) = &self.socket {
-                    let _ = socket.ws.send_with_str(super::sockets::MORE);
+                    let _ = socket.ws.send_with_str(frame::MORE);
                 }
                 self.behind = false;
             }
@@ -180,7 +210,7 @@ impl Pump {
                 // The socket dropped: reconnect from the last offset.
                 let _ = self.headers.delete(h::LAST_EVENT_ID);
                 let url = self.resume_url();
-                match open(&self.env, &self.stream, &url, &self.headers).await {
+                match open(&self.env, &self.stream, &url, &self.headers, Kind::Sse).await {
                     Ok(Opened::Socket(l, _)) => self.socket = Some(l),
                     Ok(Opened::Answer(_)) | Err(_) => return None,
                 }
@@ -198,18 +228,18 @@ impl Pump {
                     }
                     let message = Uint8Array::new(&data);
                     let len = message.length();
-                    let start = message.subarray(0, len.min(BridgeFrame::MAX_HEAD as u32));
+                    let start = message.subarray(0, len.min(frame::MAX_SSE_HEAD as u32));
                     let start = start.to_vec();
-                    let Some(frame) = BridgeFrame::parse(&start) else {
+                    let Some(head) = frame::parse_sse(&start) else {
                         continue;
                     };
-                    if !frame.next.is_empty() {
-                        self.next = frame.next.to_string();
+                    if !head.next.is_empty() {
+                        self.next = head.next.to_string();
                     }
                     // Catching up: one batch at a time, asked for.
-                    self.behind = frame.more;
-                    self.done = frame.end;
-                    let events = message.subarray(frame.events_at as u32, len);
+                    self.behind = head.more;
+                    self.done = head.end;
+                    let events = message.subarray(head.events_at as u32, len);
                     if events.length() == 0 {
                         continue;
                     }
@@ -251,7 +281,7 @@ impl Pump {
 pub async fn sse(env: &Env, stream: &str, req: Request, config: &Config) -> Result<Response> {
     let url = req.url()?;
     let headers = req.headers().clone();
-    let (socket, head) = match open(env, stream, &url, &headers).await? {
+    let (socket, head) = match open(env, stream, &url, &headers, Kind::Sse).await? {
         Opened::Socket(l, head) => (l, head),
         Opened::Answer(r) => return Ok(r),
     };

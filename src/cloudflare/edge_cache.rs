@@ -26,6 +26,7 @@
 //! domain); there every read is a MISS and still collapses in-isolate.
 
 use super::BINDING;
+use crate::engine::config::Config;
 use crate::protocol::cache;
 use crate::protocol::headers as h;
 use futures_util::future::{select, Either};
@@ -34,9 +35,10 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::future_to_promise;
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::worker_sys::web_sys;
-use worker::{Context, Env, Request, Response, Result};
+use worker::{Context, Env, Request, Response, Result, Url};
 
 /// A shared read: its promise, when it started, and until when a finished
 /// one may be reused (`None` while in flight).
@@ -186,22 +188,37 @@ fn default_cache() -> std::result::Result<JsValue, JsValue> {
     )
 }
 
-/// "Look in the cache (unless `use_cache` is off), else ask the object", as
-/// one shareable promise.
-fn lookup(env: &Env, stream: &str, url: &str, key: &str, use_cache: bool) -> Result<Promise> {
+/// "Look in the cache, else ask the object", as one shareable promise; a
+/// long-poll (`bridge`) skips the cache and asks through the bridge.
+fn lookup(
+    env: &Env,
+    stream: &str,
+    url: &str,
+    key: &str,
+    bridge: Option<Config>,
+    signal: web_sys::AbortSignal,
+) -> Result<Promise> {
+    if let Some(config) = bridge {
+        let (env, stream, url) = (env.clone(), stream.to_string(), Url::parse(url)?);
+        // The first reader's: if it leaves, the others ask alone.
+        let signal = Some(signal);
+        let asked = future_to_promise(async move {
+            let r = super::bridge_poll::long_poll(&env, &stream, url, &config, signal)
+                .await
+                .map_err(|e| JsValue::from_str(&e.to_string()))?;
+            Ok(web_sys::Response::from(r).into())
+        });
+        return then(&asked, |r| with_body(MISS, r)).map_err(js_err);
+    }
     let ns = env.durable_object(BINDING)?;
     let ns: JsValue = ns.as_ref().clone();
     let (stream, url) = (stream.to_string(), url.to_string());
-    let matched: JsValue = if use_cache {
-        call1(
-            &default_cache().map_err(js_err)?,
-            "match",
-            &JsValue::from_str(key),
-        )
-        .map_err(js_err)?
-    } else {
-        Promise::resolve(&JsValue::UNDEFINED).into()
-    };
+    let matched: JsValue = call1(
+        &default_cache().map_err(js_err)?,
+        "match",
+        &JsValue::from_str(key),
+    )
+    .map_err(js_err)?;
     let found = then(&matched, move |hit| {
         if !hit.is_undefined() {
             return with_body(HIT, hit);
@@ -254,6 +271,21 @@ pub struct ReadPlan {
     pub long_poll_ms: Option<u64>,
     /// How long a read may stay in flight and still be joined.
     pub max_inflight_ms: u64,
+    /// Long-polls: the configuration for the bridge that serves them
+    /// (`bridge_poll.rs`).
+    pub bridge: Option<Config>,
+}
+
+/// Asks the stream's object: a long-poll through the bridge, any other
+/// read directly.
+async fn ask(env: &Env, stream: &str, req: Request, bridge: Option<Config>) -> Result<Response> {
+    match bridge {
+        Some(config) => {
+            let signal = Some(req.inner().signal());
+            super::bridge_poll::long_poll(env, stream, req.url()?, &config, signal).await
+        }
+        None => super::forward(env, stream, req).await,
+    }
 }
 
 /// Waits for a shared read; a joiner gives up at its deadline.
@@ -289,12 +321,20 @@ pub async fn read(
         key,
         long_poll_ms,
         max_inflight_ms,
+        bridge,
     } = plan;
     let if_none_match = req.headers().get(h::IF_NONE_MATCH)?;
     let url = req.url()?;
     let use_cache = long_poll_ms.is_none();
     let (shared, role) = join_or_lead(&key, max_inflight_ms, || {
-        lookup(env, stream, url.as_ref(), &key, use_cache)
+        lookup(
+            env,
+            stream,
+            url.as_ref(),
+            &key,
+            bridge,
+            req.inner().signal(),
+        )
     })?;
     let leader = role == Role::Leader;
     let parts: Array = match wait(shared, role).await.and_then(|v| v.dyn_into::<Array>()) {
@@ -306,7 +346,7 @@ pub async fn read(
             // The shared read failed or hangs (its first request may have
             // gone away): this request asks the object itself.
             worker::console_log!("collapsed read failed ({e:?}); retrying alone");
-            return mark(super::forward(env, stream, req).await?, MISS);
+            return mark(ask(env, stream, req, bridge).await?, MISS);
         }
     };
     let tag = if role == Role::Reused {
@@ -327,7 +367,7 @@ pub async fn read(
     let storable = cache::storable(status, &cache_control);
     if !leader && !storable {
         // Not an answer to share with a reader that came later.
-        return mark(super::forward(env, stream, req).await?, MISS);
+        return mark(ask(env, stream, req, bridge).await?, MISS);
     }
     if leader {
         let small = body

@@ -6,6 +6,7 @@
 
 mod access;
 mod bridge;
+mod bridge_poll;
 mod budget;
 mod convert;
 mod crypto;
@@ -29,6 +30,7 @@ use crate::protocol::cache;
 use crate::protocol::error::ProtocolError;
 use crate::protocol::headers as h;
 use crate::protocol::path::StreamPath;
+use crate::protocol::query::Live;
 use worker::{event, Context, Env, Request, Response, Result};
 
 /// The Durable Object namespace binding (wrangler.toml).
@@ -156,10 +158,11 @@ pub async fn forward(env: &Env, stream: &str, req: Request) -> Result<Response> 
     }
 }
 
-/// Whether a read is an SSE read (served through the bridge).
-fn is_sse(url: &worker::Url) -> bool {
+/// A read's live mode, if it parses.
+fn live_mode(url: &worker::Url) -> Option<crate::protocol::query::Live> {
     crate::protocol::query::ReadQuery::parse(url.query().unwrap_or_default())
-        .is_ok_and(|q| q.live == crate::protocol::query::Live::Sse)
+        .ok()
+        .map(|q| q.live)
 }
 
 /// Routes a request: test routes, then stream paths through access
@@ -197,7 +200,9 @@ async fn route(req: Request, env: &Env, ctx: &Context) -> Result<Routed> {
     let req = access::strip(req, &url)?;
     let url = req.url()?;
     let shared = allowed.shared;
-    if req.method() == worker::Method::Get && is_sse(&url) {
+    let get = req.method() == worker::Method::Get;
+    let live = if get { live_mode(&url) } else { None };
+    if live == Some(Live::Sse) {
         let response = bridge::sse(env, path.as_str(), req, &config(env)).await?;
         return Ok(Routed {
             response,
@@ -219,6 +224,7 @@ async fn route(req: Request, env: &Env, ctx: &Context) -> Result<Routed> {
                 } else {
                     INFLIGHT_SLACK_MS
                 },
+                bridge: long_poll.then_some(config),
             };
             let response = edge_cache::read(req, env, ctx, path.as_str(), plan).await?;
             return Ok(Routed {
@@ -228,8 +234,15 @@ async fn route(req: Request, env: &Env, ctx: &Context) -> Result<Routed> {
             });
         }
     }
+    let response = if live == Some(Live::LongPoll) {
+        // Not collapsible (`offset=now`): alone through the bridge.
+        let signal = Some(req.inner().signal());
+        bridge_poll::long_poll(env, path.as_str(), url, &config(env), signal).await?
+    } else {
+        forward(env, path.as_str(), req).await?
+    };
     Ok(Routed {
-        response: forward(env, path.as_str(), req).await?,
+        response,
         x_cache: Some("BYPASS"),
         shared,
     })

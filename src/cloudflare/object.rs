@@ -130,12 +130,16 @@ impl StreamObject {
             Action::LongPoll(_) | Action::Sse { .. } | Action::Ws(_) if crowded => {
                 convert::render_error(&ProtocolError::TooManyReaders { limit: max_readers })
             }
+            // The Worker's bridge: the long-poll waits as a hibernatable socket.
+            Action::LongPoll(wait) if bridged == Some(bridge::Kind::LongPoll) => {
+                shared.open_socket(Reader::LongPoll(wait), None).await
+            }
             Action::LongPoll(wait) => {
                 let _reader = shared.live.long_poll_guard();
                 self.long_poll(wait).await
             }
             // The Worker's bridge: the SSE reader waits as a hibernatable socket.
-            Action::Sse { head, state } if bridged => {
+            Action::Sse { head, state } if bridged == Some(bridge::Kind::Sse) => {
                 shared.open_socket(Reader::Sse(state), Some(head)).await
             }
             Action::Sse { head, state } => sse_pump::respond(shared, head, state),
@@ -217,7 +221,7 @@ impl DurableObject for StreamObject {
     ) -> Result<()> {
         if let WebSocketIncomingMessage::String(text) = message {
             match text.as_str() {
-                sockets::MORE => {
+                crate::engine::bridge::MORE => {
                     let shared = &self.shared;
                     if shared.ready().is_ok() {
                         shared.more(&ws).await;

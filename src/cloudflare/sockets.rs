@@ -16,7 +16,9 @@
 
 use super::convert;
 use super::shared::{now_ms, Shared, Step};
-use crate::engine::live::{SseState, SseStep};
+use crate::engine::bridge::{self, Answer};
+use crate::engine::live::{LongPoll, SseState, SseStep};
+use crate::engine::outcome::Action;
 use crate::engine::response::Response as Neutral;
 use crate::engine::resume;
 use crate::engine::state::Chunk;
@@ -30,8 +32,6 @@ use worker::{Response, ResponseBuilder, Result, WebSocket, WebSocketPair};
 
 /// Most sockets one object accepts (the platform's limit is 32,768).
 const MAX_SOCKETS: u64 = 32_768;
-/// What a reader sends for its next batch.
-pub const MORE: &str = "more";
 /// Close codes: the stream closed (normal), or it is gone.
 const CLOSED: u16 = 1000;
 const GONE: u16 = 4410;
@@ -51,10 +51,14 @@ struct Attachment {
     /// The SSE reader's cursor, if its client sent one.
     #[serde(default)]
     c: Option<String>,
-    /// Whether more is stored than it was sent: it asks with [`MORE`], and
+    /// Whether more is stored than it was sent: it asks with `more`, and
     /// changes do not push to it meanwhile (a reader paces its catch-up).
     #[serde(default)]
     p: bool,
+    /// A long-poll's answer may be cached (its offset names the stream's
+    /// incarnation, §10.1).
+    #[serde(default)]
+    n: bool,
 }
 
 /// A socket reader's position, by kind.
@@ -62,6 +66,8 @@ struct Attachment {
 pub enum Reader {
     Client(WsState),
     Sse(SseState),
+    /// A long-poll held by the Worker; the Worker owns its deadline.
+    LongPoll(LongPoll),
 }
 
 impl Reader {
@@ -69,6 +75,7 @@ impl Reader {
         match self {
             Reader::Client(s) => s.offset,
             Reader::Sse(s) => s.offset,
+            Reader::LongPoll(w) => w.offset,
         }
     }
 
@@ -80,6 +87,7 @@ impl Reader {
                 k: 0,
                 c: None,
                 p: false,
+                n: false,
             },
             Reader::Sse(s) => Attachment {
                 o: s.offset.position().to_string(),
@@ -87,6 +95,15 @@ impl Reader {
                 k: 1,
                 c: s.cursor.clone(),
                 p: false,
+                n: false,
+            },
+            Reader::LongPoll(w) => Attachment {
+                o: w.offset.position().to_string(),
+                s: true,
+                k: 2,
+                c: None,
+                p: false,
+                n: w.pinned,
             },
         }
     }
@@ -102,6 +119,14 @@ impl Reader {
                 offset,
                 cursor: a.c.clone(),
                 started: a.s,
+            }),
+            2 => Reader::LongPoll(LongPoll {
+                offset,
+                // The Worker answers at the deadline.
+                deadline: u64::MAX,
+                cursor: None,
+                from_start: false,
+                pinned: a.n,
             }),
             _ => return None,
         })
@@ -122,44 +147,6 @@ struct Frames {
     pending: bool,
     /// `Some(code)`: close the sockets after sending.
     close: Option<(u16, &'static str)>,
-}
-
-/// One bridge frame, a binary message: a first line with the reader's
-/// position after the events, as printed (the Worker's keep-alives and
-/// reconnects need it), then flags: `+` when more is stored (ask with
-/// [`MORE`]), `x` when the reader ends here (the stream closed or is gone;
-/// the socket's close may arrive late, so the Worker ends on this); then
-/// the SSE events exactly as the response body carries them, which the
-/// Worker passes on without copying them into wasm memory:
-///
-/// ```text
-/// 0001796237934004_0000000000000015 +\n
-/// event: data\nid: ...\ndata:...\n\nevent: control\n...
-/// ```
-pub struct BridgeFrame<'a> {
-    pub next: &'a str,
-    pub more: bool,
-    pub end: bool,
-    /// Where the events start in the message.
-    pub events_at: usize,
-}
-
-impl<'a> BridgeFrame<'a> {
-    /// Longest first line (an offset is 33 bytes).
-    pub const MAX_HEAD: usize = 128;
-
-    /// Reads a frame's first line from the message's first bytes.
-    pub fn parse(start: &'a [u8]) -> Option<BridgeFrame<'a>> {
-        let end = start.iter().position(|b| *b == b'\n')?;
-        let head = std::str::from_utf8(start.get(..end)?).ok()?;
-        let (next, flags) = head.split_once(' ').unwrap_or((head, ""));
-        Some(BridgeFrame {
-            next,
-            more: flags.contains('+'),
-            end: flags.contains('x'),
-            events_at: end + 1,
-        })
-    }
 }
 
 /// A reader's step, whatever its kind.
@@ -195,16 +182,23 @@ impl Shared {
             return convert::render_error(&ProtocolError::TooManyReaders { limit });
         }
         let tail = self.tail();
-        let frames = self.frames(start).await;
+        // A long-poll first gets the answer for its timeout, which the
+        // Worker gives without asking the object again.
+        let at_timeout = match &start {
+            Reader::LongPoll(w) => Some(self.timeout_answer(w)?),
+            _ => None,
+        };
+        let mut frames = self.frames(start).await;
+        if let Some(frame) = at_timeout {
+            frames.texts.insert(0, Out::Binary(frame));
+        }
         if let (Some(head), Some(_)) = (&head, frames.close) {
             // The reader ends at once (the stream closed, or is gone): no
             // socket, the events as a plain SSE body.
             let mut body = Vec::new();
             for out in &frames.texts {
                 if let Out::Binary(b) = out {
-                    if let Some(f) = BridgeFrame::parse(b) {
-                        body.extend_from_slice(b.get(f.events_at..).unwrap_or_default());
-                    }
+                    body.extend_from_slice(bridge::sse_events(b).unwrap_or_default());
                 }
             }
             return convert::render(head.clone().body(body));
@@ -222,6 +216,18 @@ impl Shared {
             builder = builder.with_headers(convert::headers_of(&head)?);
         }
         Ok(builder.with_websocket(pair.client).empty())
+    }
+
+    /// A waiting long-poll's answer at its deadline (a 204).
+    fn timeout_answer(&self, w: &LongPoll) -> Result<Vec<u8>> {
+        let mut due = w.clone();
+        due.deadline = 0;
+        let ctx = self.ctx(now_ms(), "");
+        let r = match resume::resume_long_poll(&self.store, due, &ctx, &[])? {
+            Action::Respond(r) => r,
+            _ => Neutral::error(&ProtocolError::Unavailable),
+        };
+        Ok(bridge::answer_frame(Answer::AtTimeout, &r))
     }
 
     /// The stream's tail now, if it exists.
@@ -264,6 +270,17 @@ impl Shared {
                             SseStep::End => Step::Done(Emitted::End),
                         }
                     }
+                    Reader::LongPoll(w) => {
+                        match resume::resume_long_poll(&self.store, w.clone(), &ctx, inherited)? {
+                            Action::NeedInherited(n) => Step::Need(n),
+                            Action::LongPoll(_) => Step::Done(Emitted::Wait),
+                            Action::Respond(r) => Step::Done(Emitted::Frame(
+                                Out::Binary(bridge::answer_frame(Answer::Now, &r)),
+                                true,
+                            )),
+                            _ => Step::Done(Emitted::End),
+                        }
+                    }
                 })
             })
             .await?;
@@ -277,16 +294,7 @@ impl Shared {
         let meta = Store::meta(&self.store).ok().flatten();
         let next = meta.as_ref().map(|m| m.wire(offset)).unwrap_or_default();
         let more = !end && meta.is_some_and(|m| offset < m.tail);
-        let mut frame = Vec::with_capacity(events.len() + next.len() + 4);
-        frame.extend_from_slice(next.as_bytes());
-        match (more, end) {
-            (true, _) => frame.extend_from_slice(b" +"),
-            (false, true) => frame.extend_from_slice(b" x"),
-            (false, false) => {}
-        }
-        frame.push(b'\n');
-        frame.extend_from_slice(events);
-        frame
+        bridge::sse_frame(&next, more, end, events)
     }
 
     /// The next frame of readers at `from` (one batch at most).

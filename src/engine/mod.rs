@@ -6,6 +6,7 @@
 pub mod access;
 pub mod append;
 pub mod body;
+pub mod bridge;
 pub mod config;
 pub mod create;
 pub mod ctx;
