@@ -12,17 +12,17 @@ import { cpus } from "node:os"
 import path from "node:path"
 import { gzipSync } from "node:zlib"
 import { ROOT } from "../miniflare-tests/mf.mjs"
-import { baseline, node, ours } from "./servers.mjs"
+import { baseline, node, ours, oursInObject } from "./servers.mjs"
 import { authCost } from "./auth-cost.mjs"
 import { missingFigures } from "./smoke-check.mjs"
-import { appends, catchUp, fanOut, parkedMemory, producerBatches, transport } from "./workloads.mjs"
+import { appends, catchUp, fanOut, idleSse, longPollWall, parkedMemory, producerBatches, transport } from "./workloads.mjs"
 
 const smoke = process.argv.includes("--smoke")
 const outIdx = process.argv.indexOf("--out")
 const out = outIdx > 0 ? process.argv[outIdx + 1] : null
 const P = smoke
-  ? { duration: 300, mb: 1, readers: 5, messages: 5, interval: 50, parked: 20 }
-  : { duration: 4000, mb: 10, readers: 100, messages: 100, interval: 50, parked: 1000 }
+  ? { duration: 300, mb: 1, readers: 5, messages: 5, interval: 50, parked: 20, idle: 20, idleMs: 0, wall: 20, wallAppends: 3 }
+  : { duration: 4000, mb: 10, readers: 100, messages: 100, interval: 50, parked: 1000, idle: Number(process.env.BENCH_IDLE ?? 10_000), idleMs: 12_000, wall: 2000, wallAppends: 20 }
 const uniq = (p) => `${p}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
@@ -96,6 +96,19 @@ for (const start of [ours, () => node(false), () => node(true)]) {
     await srv.stop()
   }
 }
+// Live readers: the bridge against readers held in the object, and Node.
+results.live = {}
+for (const start of [ours, oursInObject, () => node(false)]) {
+  const srv = await start()
+  try {
+    const r = {}
+    r.long_poll_wall = await longPollWall(srv, { readers: P.wall, appends: P.wallAppends })
+    r.idle_sse = await idleSse(srv, { readers: P.idle, idleMs: srv.stats ? P.idleMs : 0 })
+    results.live[srv.name] = r
+  } finally {
+    await srv.stop()
+  }
+}
 results.auth = await authCost({ rounds: smoke ? 20 : 1000 })
 {
   const srv = await baseline()
@@ -159,6 +172,25 @@ table.push(
 )
 const dropped = names.map((n) => `${n} ${S[n].transport_dropped}`).join(", ")
 table.push("", `requests closed by the runtime without an answer (retried): ${dropped}`)
+const L = results.live
+const liveNames = ["ours (workerd)", "ours, readers in the object", "node (memory)"]
+const liveRows = [
+  [`${P.wall} long-polls (distinct cursors): append ack p50 ms`, (r) => r.long_poll_wall.ack_p50_ms],
+  ["  append ack p99 ms", (r) => r.long_poll_wall.ack_p99_ms],
+  ["  every reader has it, p99 ms", (r) => r.long_poll_wall.all_delivered_p99_ms],
+  [`${P.idle} idle SSE readers: KiB per reader (server process)`, (r) => r.idle_sse.bytes_per_reader / 1024],
+  ["  readers' requests held in the object", (r) => r.idle_sse.held_requests],
+  ["  readers that got the next appends exactly once", (r) => r.idle_sse.exactly_once],
+  ["  every reader has them, ms", (r) => r.idle_sse.all_delivered_ms],
+]
+const yesNo = (v) => (v === true ? "yes" : v === false ? "no" : "n/a")
+table.push(
+  "",
+  `| live readers | ${liveNames.join(" | ")} |`,
+  `| --- | --- | --- | --- |`,
+  ...liveRows.map(([label, get]) => `| ${label} | ${liveNames.map((n) => fmt(get(L[n]))).join(" | ")} |`),
+  `| ${P.idle} idle SSE readers: object evicted while idle | ${liveNames.map((n) => yesNo(L[n].idle_sse.evicted)).join(" | ")} |`
+)
 console.log(`\n${results.date} — ${results.machine}${smoke ? " (smoke run)" : ""}\n`)
 console.log(table.join("\n"))
 results.table = table
@@ -167,6 +199,12 @@ if (smoke) {
   const missing = [
     ...missingFigures(rows, names, S),
     ...missingFigures([["token check µs", (r) => r.hs256_us + r.eddsa_us + r.es256_us]], ["ours"], { ours: results.auth }),
+    ...missingFigures(
+      liveRows.filter(([label]) => !label.includes("held")),
+      liveNames,
+      L
+    ),
+    ...missingFigures(liveRows, liveNames.slice(0, 2), L),
   ]
   if (missing.length) {
     console.error(`bench smoke: missing figures: ${missing.join("; ")}`)

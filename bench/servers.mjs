@@ -23,8 +23,17 @@ function workerdPid() {
 
 /** This worker under bare workerd (production configuration). */
 export async function ours() {
-  const { mf, base } = await start({ testVars: false })
-  return { name: "ours (workerd)", base, pid: workerdPid(), stop: () => mf.dispose() }
+  const { mf, base } = await start({ testVars: false, vars: LIVE })
+  return { name: "ours (workerd)", base, pid: workerdPid(), stop: () => mf.dispose(), stats: true }
+}
+
+/** The live workloads lift the per-stream reader limit (2,000 by default). */
+const LIVE = { MAX_READERS_PER_STREAM: "32768" }
+
+/** This worker with live readers held in the object (LIVE_BRIDGE=0: the earlier design). */
+export async function oursInObject() {
+  const { mf, base } = await start({ testVars: false, vars: { ...LIVE, LIVE_BRIDGE: "0" } })
+  return { name: "ours, readers in the object", base, pid: workerdPid(), stop: () => mf.dispose(), stats: true }
 }
 
 /** The do-nothing Worker → Durable Object (echo, or one SQLite insert). */

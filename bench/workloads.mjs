@@ -1,5 +1,6 @@
 // The benchmark workloads: each takes a server ({ base, pid }) and bounded
 // parameters, talks only to loopback, and returns plain numbers.
+import { setMaxListeners } from "node:events"
 import { Pool } from "undici"
 import { rss } from "./servers.mjs"
 import { longPollReader, sseReader } from "../miniflare-tests/live-clients.mjs"
@@ -180,4 +181,131 @@ export async function parkedMemory(srv, { parked }) {
   // Below zero means "too small to see", reported as 0.
   const raw = (after - before) / parked
   return { bytes_per_reader: Math.max(0, raw), raw_bytes_per_reader: raw, parked: connected }
+}
+
+/** Object stats of a stream on our worker (test routes), or null elsewhere. */
+async function objectStats(srv, name) {
+  if (!srv.stats) return null
+  const r = await fetch(`${srv.base}/__test/stream/${name}`)
+  return r.status === 200 ? r.json() : null
+}
+
+/**
+ * `readers` idle SSE readers at the tail of one stream: server memory per
+ * reader (RSS delta of the server's process: Worker and object together),
+ * the requests the object holds, whether it is evicted in `idleMs` of
+ * quiet (our worker: its constructor ran again), and whether every reader
+ * then gets the next two appends exactly once.
+ */
+export async function idleSse(srv, { readers, idleMs }) {
+  const name = uniq("idle-sse")
+  const url = `${srv.base}/v1/stream/${name}`
+  await fetch(url, { method: "PUT", headers: { "content-type": "text/plain" } })
+  await sleep(500)
+  const before = rss(srv.pid)
+  const controller = new AbortController()
+  setMaxListeners(0, controller.signal)
+  const expected = "wake;done;"
+  const clients = Array.from({ length: readers }, () =>
+    sseReader(url, expected.length, controller.signal, "now").catch((e) => ({ text: "", error: String(e) }))
+  )
+  // Every reader connected: sockets (the bridge) or held requests.
+  let connected = srv.stats ? 0 : readers
+  if (!srv.stats) await sleep(2000)
+  for (let i = 0; i < 2400 && connected < readers; i++) {
+    await sleep(50)
+    const s = await objectStats(srv, name)
+    connected = s.sockets + s.sseConnections
+  }
+  await sleep(500)
+  const after = rss(srv.pid)
+  const held = await objectStats(srv, name)
+  await sleep(idleMs)
+  const t0 = performance.now()
+  await fetch(url, { method: "POST", headers: { "content-type": "text/plain" }, body: "wake;" })
+  await fetch(url, { method: "POST", headers: { "content-type": "text/plain" }, body: "done;" })
+  const timeout = sleep(60_000).then(() => "timeout")
+  const results = await Promise.race([Promise.all(clients), timeout])
+  const delivered_ms = performance.now() - t0
+  controller.abort()
+  const woke = await objectStats(srv, name)
+  const list = results === "timeout" ? [] : results
+  return {
+    readers,
+    connected,
+    bytes_per_reader: (after - before) / readers,
+    held_requests: held ? held.readers : NaN,
+    evicted: held && woke ? woke.constructed > held.constructed : null,
+    exactly_once: list.filter((r) => r.text === expected).length,
+    all_delivered_ms: delivered_ms,
+  }
+}
+
+/**
+ * `readers` long-polls waiting at the tail of one stream with distinct
+ * cursors; `appends` appends, one after another once every reader has the
+ * last: each append's acknowledgement time, and the time until every
+ * reader has it.
+ */
+export async function longPollWall(srv, { readers, appends }) {
+  const name = uniq("lp-wall")
+  const url = `${srv.base}/v1/stream/${name}`
+  const created = await fetch(url, { method: "PUT", headers: { "content-type": "text/plain" } })
+  const start = created.headers.get("stream-next-offset")
+  const got = new Array(appends).fill(0)
+  const last = new Array(appends).fill(0)
+  const controller = new AbortController()
+  setMaxListeners(0, controller.signal)
+  let stop = false
+  const clients = Array.from({ length: readers }, async (_, i) => {
+    let offset = start
+    while (!stop) {
+      try {
+        const r = await fetch(`${url}?offset=${encodeURIComponent(offset)}&live=long-poll&cursor=r${i}`, { signal: controller.signal })
+        const body = await r.text()
+        if (r.status === 200) {
+          const at = performance.now()
+          for (const m of body.matchAll(/#(\d+);/g)) {
+            got[Number(m[1])]++
+            last[Number(m[1])] = Math.max(last[Number(m[1])], at)
+          }
+        }
+        offset = r.headers.get("stream-next-offset") ?? offset
+        if (r.status >= 500) await sleep(50)
+      } catch {
+        if (!stop) await sleep(50)
+      }
+    }
+  })
+  let waiting = srv.stats ? 0 : readers
+  if (!srv.stats) await sleep(2000)
+  for (let i = 0; i < 2400 && waiting < readers; i++) {
+    await sleep(50)
+    const s = await objectStats(srv, name)
+    waiting = s.sockets + s.parked
+  }
+  await sleep(300)
+  const acks = []
+  const walls = []
+  for (let k = 0; k < appends; k++) {
+    const t0 = performance.now()
+    await fetch(url, { method: "POST", headers: { "content-type": "text/plain" }, body: `#${k};` })
+    acks.push(performance.now() - t0)
+    for (let w = 0; w < 2000 && got[k] < readers; w++) await sleep(5)
+    walls.push(got[k] >= readers ? last[k] - t0 : NaN)
+    // Let every reader ask again before the next append.
+    await sleep(200)
+  }
+  stop = true
+  controller.abort()
+  await Promise.all(clients)
+  acks.sort((a, b) => a - b)
+  const done = walls.filter(Number.isFinite).sort((a, b) => a - b)
+  return {
+    readers,
+    ack_p50_ms: pct(acks, 50),
+    ack_p99_ms: pct(acks, 99),
+    all_delivered_p99_ms: done.length === walls.length ? pct(done, 99) : NaN,
+    complete: got.filter((g) => g === readers).length,
+  }
 }

@@ -201,7 +201,12 @@ async fn route(req: Request, env: &Env, ctx: &Context) -> Result<Routed> {
     let url = req.url()?;
     let shared = allowed.shared;
     let get = req.method() == worker::Method::Get;
-    let live = if get { live_mode(&url) } else { None };
+    let bridged = config(env).live_bridge == 1;
+    let live = if get && bridged {
+        live_mode(&url)
+    } else {
+        None
+    };
     if live == Some(Live::Sse) {
         let response = bridge::sse(env, path.as_str(), req, &config(env)).await?;
         return Ok(Routed {
@@ -224,7 +229,7 @@ async fn route(req: Request, env: &Env, ctx: &Context) -> Result<Routed> {
                 } else {
                     INFLIGHT_SLACK_MS
                 },
-                bridge: long_poll.then_some(config),
+                bridge: (long_poll && bridged).then_some(config),
             };
             let response = edge_cache::read(req, env, ctx, path.as_str(), plan).await?;
             return Ok(Routed {

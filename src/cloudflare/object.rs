@@ -181,7 +181,8 @@ impl DurableObject for StreamObject {
     fn new(state: State, env: Env) -> Self {
         CONSTRUCTED.with(|c| c.set(c.get() + 1));
         let config = Config::from_lookup(|name| env.var(name).ok().map(|v| v.to_string()));
-        let shared = Rc::new(Shared {
+        let shared = Rc::new_cyclic(|me| Shared {
+            me: me.clone(),
             config,
             env,
             store: SqlStore::new(state.storage()),
@@ -193,6 +194,7 @@ impl DurableObject for StreamObject {
             requests: Cell::new(0),
             last_prune_ms: Cell::new(0),
             fanning: Cell::new(false),
+            socket_count: Cell::new(None),
             fan_again: Cell::new(false),
         });
         StreamObject { shared }
@@ -244,12 +246,14 @@ impl DurableObject for StreamObject {
         _was_clean: bool,
     ) -> Result<()> {
         sockets::closed(&ws, code);
+        self.shared.socket_closed();
         Ok(())
     }
 
     async fn websocket_error(&self, ws: WebSocket, error: worker::Error) -> Result<()> {
         worker::console_log!("reader socket error: {error}");
         let _ = ws.close(Some(1011), Some("error"));
+        self.shared.socket_closed();
         Ok(())
     }
 

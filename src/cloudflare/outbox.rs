@@ -55,7 +55,13 @@ impl Shared {
     pub async fn effects(&self, notify: bool, alarm: Option<u64>) {
         if notify {
             self.live.wake_all();
-            self.fan_out_once().await;
+            // The socket readers' fan-out runs after the change's answer:
+            // a writer's acknowledgement never waits for its readers.
+            if let Some(me) = self.me.upgrade() {
+                worker::wasm_bindgen_futures::spawn_local(async move {
+                    me.fan_out_once().await;
+                });
+            }
         }
         if let Some(deadline) = alarm {
             self.arm_or_remember(deadline).await;

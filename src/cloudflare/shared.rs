@@ -37,6 +37,12 @@ pub struct Shared {
     /// A fan-out to the WebSocket readers is running; another change came
     /// in meanwhile (it runs again, never two at once).
     pub fanning: Cell<bool>,
+    /// This object's own handle, for work that outlives a request (the
+    /// fan-out after an append's answer).
+    pub me: std::rc::Weak<Shared>,
+    /// Open reader sockets, counted as they open and close (`None` until
+    /// first needed after a wake: then counted once from the runtime).
+    pub socket_count: Cell<Option<u64>>,
     pub fan_again: Cell<bool>,
 }
 

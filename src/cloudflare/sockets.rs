@@ -178,8 +178,16 @@ impl Shared {
     /// 101 carries `head`'s headers (an SSE bridge's response head).
     pub async fn open_socket(&self, start: Reader, head: Option<Neutral>) -> Result<Response> {
         let limit = self.config.max_readers_per_stream.min(MAX_SOCKETS);
-        if self.sockets().len() as u64 + self.live.readers() >= limit {
-            return convert::render_error(&ProtocolError::TooManyReaders { limit });
+        let full = |open: u64| open + self.live.readers() >= limit;
+        // The count can drift (a close the runtime never reported): at the
+        // limit it is taken again from the runtime, so a full stream costs a
+        // recount, not every open.
+        if full(self.socket_count()) {
+            let open = self.sockets().len() as u64;
+            self.socket_count.set(Some(open));
+            if full(open) {
+                return convert::render_error(&ProtocolError::TooManyReaders { limit });
+            }
         }
         let tail = self.tail();
         // A long-poll first gets the answer for its timeout, which the
@@ -205,6 +213,7 @@ impl Shared {
         }
         let pair = WebSocketPair::new()?;
         self.state.as_raw().accept_websocket(pair.server.as_ref())?;
+        self.socket_count.set(Some(self.socket_count() + 1));
         self.deliver(std::slice::from_ref(&pair.server), &frames);
         // A change that landed while the first frames were computed (a
         // fork's inherited read waits on another object) reaches it too.
@@ -228,6 +237,25 @@ impl Shared {
             _ => Neutral::error(&ProtocolError::Unavailable),
         };
         Ok(bridge::answer_frame(Answer::AtTimeout, &r))
+    }
+
+    /// Open reader sockets (see `Shared::socket_count`).
+    fn socket_count(&self) -> u64 {
+        match self.socket_count.get() {
+            Some(n) => n,
+            None => {
+                let n = self.sockets().len() as u64;
+                self.socket_count.set(Some(n));
+                n
+            }
+        }
+    }
+
+    /// A reader's socket closed.
+    pub fn socket_closed(&self) {
+        if let Some(n) = self.socket_count.get() {
+            self.socket_count.set(Some(n.saturating_sub(1)));
+        }
     }
 
     /// The stream's tail now, if it exists.

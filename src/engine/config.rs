@@ -44,6 +44,10 @@ pub struct Config {
     /// Append bytes an isolate may hold in flight at once; beyond it an
     /// append gets 503 with `Retry-After` (the isolate has 128 MB).
     pub max_inflight_append_bytes: u64,
+    /// 1: SSE readers and long-polls wait in the Worker on a hibernatable
+    /// socket to the stream's object (the bridge); 0: they wait as requests
+    /// held in the object (the earlier design, kept for comparison).
+    pub live_bridge: u64,
 }
 
 impl Default for Config {
@@ -64,6 +68,7 @@ impl Default for Config {
             cache_swr_s: 0,
             max_readers_per_stream: 0,
             max_inflight_append_bytes: 0,
+            live_bridge: 0,
         };
         for v in VARS {
             *(v.field)(&mut c) = v.default;
@@ -86,7 +91,7 @@ const DAY_S: u64 = 86_400;
 
 /// Every variable, as set in wrangler.toml `[vars]` or the environment.
 #[rustfmt::skip]
-pub const VARS: [Var; 15] = [
+pub const VARS: [Var; 16] = [
     Var { name: "LONG_POLL_TIMEOUT_MS", default: 20_000, min: 1, max: 300_000, field: |c| &mut c.long_poll_timeout_ms },
     Var { name: "SSE_MAX_LIFETIME_MS", default: 60_000, min: 1, max: 3_600_000, field: |c| &mut c.sse_max_lifetime_ms },
     Var { name: "SSE_KEEPALIVE_MS", default: 15_000, min: 100, max: 600_000, field: |c| &mut c.sse_keepalive_ms },
@@ -103,6 +108,7 @@ pub const VARS: [Var; 15] = [
     Var { name: "CACHE_SWR_S", default: 300, min: 0, max: 365 * DAY_S, field: |c| &mut c.cache_swr_s },
     Var { name: "MAX_READERS_PER_STREAM", default: 2_000, min: 1, max: 32_768, field: |c| &mut c.max_readers_per_stream },
     Var { name: "MAX_INFLIGHT_APPEND_BYTES", default: 24 * MIB, min: MIB, max: 96 * MIB, field: |c| &mut c.max_inflight_append_bytes },
+    Var { name: "LIVE_BRIDGE", default: 1, min: 0, max: 1, field: |c| &mut c.live_bridge },
 ];
 
 impl Config {
