@@ -210,6 +210,28 @@ describe("access control", () => {
     expect(write.status).toBe(401)
   })
 
+  test("a multi-stream read needs read access to every stream it names", async () => {
+    const [a, b] = [uniq("acl-multi-a"), uniq("acl-multi-b")]
+    for (const s of [a, b]) {
+      expect((await fetch(`${base}/v1/stream/${s}`, { method: "PUT", headers: { ...text, ...bearer(mint({ scope: all(s) })) } })).status).toBe(201)
+    }
+    const q = new URLSearchParams({ live: "sse" })
+    q.append("s", `-1:${a}`)
+    q.append("s", `-1:${b}`)
+    const url = `${base}/v1/multi?${q}`
+    expect((await fetch(url)).status).toBe(401)
+    const onlyA = await fetch(url, { headers: bearer(mint({ scope: `read:${a}` })) })
+    expect(onlyA.status).toBe(403)
+    expect((await onlyA.json()).error.code).toBeTruthy()
+    // Both, with the token in the query as a browser's EventSource sends it.
+    const c = new AbortController()
+    const ok = await fetch(`${url}&token=${encodeURIComponent(mint({ scope: `read:${a} read:${b}` }))}`, { signal: c.signal })
+    expect(ok.status).toBe(200)
+    const first = new TextDecoder().decode((await ok.body!.getReader().read()).value)
+    expect(first).toContain(`"stream":"${a}"`)
+    c.abort()
+  })
+
   test("a WebSocket reader needs read access; a browser passes the token in the query", async () => {
     const name = uniq("acl-ws")
     const url = `${base}/v1/stream/${name}`

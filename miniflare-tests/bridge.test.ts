@@ -8,7 +8,7 @@
  */
 import { describe, expect, test } from "vitest"
 import { start } from "./mf.mjs"
-import { sseReader } from "./live-clients.mjs"
+import { parseEvents, sseReader } from "./live-clients.mjs"
 import { stats, uniq, until } from "./helpers"
 
 const text = { "content-type": "text/plain" }
@@ -46,6 +46,43 @@ describe("SSE bridge", () => {
       const answer = await poll
       expect(answer.status).toBe(200)
       expect(await answer.text()).toBe("after the drop")
+    } finally {
+      await mf.dispose()
+    }
+  })
+
+  test("a client that stops reading: the Worker drops its socket past 8 MiB queued and reopens it from the last offset; every byte once", { timeout: 60_000 }, async () => {
+    const { mf, base } = await start({ vars: { SSE_MAX_LIFETIME_MS: "600000" } })
+    try {
+      const name = uniq("bridge-slow")
+      const url = `${base}/v1/stream/${name}`
+      await fetch(url, { method: "PUT", headers: text })
+      const c = new AbortController()
+      const r = await fetch(`${url}?offset=now&live=sse`, { signal: c.signal })
+      expect(r.status).toBe(200)
+      await until(async () => (await stats(base, name)).sockets === 1)
+      const before = (await stats(base, name)).requests
+      // 32 MiB while the client reads nothing.
+      const parts = Array.from({ length: 32 }, (_, i) => `[${i}]`.padEnd(1024 * 1024, String.fromCharCode(97 + (i % 26))))
+      for (const p of parts) expect((await fetch(url, { method: "POST", headers: text, body: p })).status).toBe(204)
+      const expected = parts.join("")
+      let got = ""
+      let buffer = ""
+      const decoder = new TextDecoder()
+      const body = r.body!.getReader()
+      while (got.length < expected.length) {
+        const { value, done } = await body.read()
+        if (done) break
+        buffer += decoder.decode(value, { stream: true })
+        const { events, rest } = parseEvents(buffer)
+        buffer = rest
+        for (const e of events) if (e.type === "data") got += e.data
+      }
+      c.abort()
+      expect(got.length).toBe(expected.length)
+      expect(got === expected, "every byte once, in order").toBe(true)
+      // The appends, plus at least one reopened socket.
+      expect((await stats(base, name)).requests - before).toBeGreaterThan(parts.length)
     } finally {
       await mf.dispose()
     }

@@ -91,6 +91,39 @@ describe("edge cache", () => {
     expect((await stats(base, name)).requests).toBe(after)
   })
 
+  test("long-polls with distinct cursors at one offset share one socket; each gets a cursor past its own, for data and for the timeout", { timeout: 30_000 }, async () => {
+    const { url, name, offsets } = await stream(1)
+    const tail = offsets[1]!
+    // Cursors of the current interval or later, all distinct.
+    const first = await fetch(`${url}?offset=${tail}&live=long-poll`)
+    await first.arrayBuffer()
+    const current = Number(first.headers.get("stream-cursor"))
+    const poll = (c: number) =>
+      fetch(`${url}?offset=${tail}&live=long-poll&cursor=${c}`).then(async (r) => ({
+        status: r.status,
+        body: await r.text(),
+        cursor: Number(r.headers.get("stream-cursor")),
+        sent: c,
+      }))
+    // The timeout's 204 is shared too, each with its own cursor.
+    const idle = await Promise.all(Array.from({ length: 50 }, (_, i) => poll(current + i)))
+    for (const r of idle) {
+      expect(r.status).toBe(204)
+      expect(r.cursor).toBeGreaterThan(r.sent)
+    }
+    const polls = Array.from({ length: 50 }, (_, i) => poll(current + 100 + i))
+    await until(async () => (await stats(base, name)).sockets === 1)
+    const before = (await stats(base, name)).requests
+    await fetch(url, { method: "POST", headers: text, body: "wake-up;" })
+    for (const r of await Promise.all(polls)) {
+      expect(r.status).toBe(200)
+      expect(r.body).toBe("wake-up;")
+      expect(r.cursor).toBeGreaterThan(r.sent)
+    }
+    // The append only: every long-poll was already waiting on the one socket.
+    expect((await stats(base, name)).requests - before).toBe(1)
+  })
+
   test("large long-poll answers are not kept in the isolate", async () => {
     const name = uniq("big-lp")
     const url = `${base}/v1/stream/${name}`

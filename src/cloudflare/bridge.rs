@@ -74,21 +74,54 @@ pub(super) enum Msg {
     Closed(u16),
 }
 
+/// Most bytes of frames a socket may have waiting for its reader's client
+/// to pull them. Past it the Worker drops the socket (as if the object had
+/// restarted) and the reader reopens it from its last offset, where the
+/// object pages its catch-up: a slow client costs storage reads, never
+/// unbounded memory.
+const MAX_QUEUED_BYTES: u64 = 8 * 1024 * 1024;
+
 /// A bridge socket and its listeners (kept alive as long as it is).
 pub(super) struct Listener {
-    ws: WebSocket,
-    pub(super) rx: mpsc::UnboundedReceiver<Msg>,
+    pub(super) ws: WebSocket,
+    rx: mpsc::UnboundedReceiver<Msg>,
+    /// Bytes of frames in `rx`.
+    queued: std::rc::Rc<std::cell::Cell<u64>>,
     _on_message: Closure<dyn FnMut(web_sys::MessageEvent)>,
     _on_close: Closure<dyn FnMut(web_sys::CloseEvent)>,
 }
 
+/// A frame's size in bytes (binary or text).
+fn frame_len(data: &JsValue) -> u64 {
+    match data.dyn_ref::<js_sys::ArrayBuffer>() {
+        Some(b) => u64::from(b.byte_length()),
+        None => data.as_string().map_or(0, |s| s.len() as u64),
+    }
+}
+
 impl Listener {
-    fn new(ws: WebSocket) -> Result<Listener> {
+    pub(super) fn new(ws: WebSocket) -> Result<Listener> {
         let (tx, rx) = mpsc::unbounded();
         let frames = tx.clone();
+        let queued = std::rc::Rc::new(std::cell::Cell::new(0u64));
+        let counter = queued.clone();
+        let raw: web_sys::WebSocket = ws.as_ref().clone();
+        let mut overflowed = false;
         let on_message =
             Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |e: web_sys::MessageEvent| {
-                let _ = frames.unbounded_send(Msg::Frame(e.data()));
+                if overflowed {
+                    return;
+                }
+                let data = e.data();
+                let total = counter.get().saturating_add(frame_len(&data));
+                if total > MAX_QUEUED_BYTES {
+                    overflowed = true;
+                    let _ = raw.close_with_code_and_reason(1000, "reader too slow");
+                    let _ = frames.unbounded_send(Msg::Closed(OVERFLOW));
+                    return;
+                }
+                counter.set(total);
+                let _ = frames.unbounded_send(Msg::Frame(data));
             });
         let on_close =
             Closure::<dyn FnMut(web_sys::CloseEvent)>::new(move |e: web_sys::CloseEvent| {
@@ -101,11 +134,26 @@ impl Listener {
         Ok(Listener {
             ws,
             rx,
+            queued,
             _on_message: on_message,
             _on_close: on_close,
         })
     }
+
+    /// The next message (`None`: the socket is gone).
+    pub(super) async fn recv(&mut self) -> Option<Msg> {
+        let msg = self.rx.next().await;
+        if let Some(Msg::Frame(data)) = &msg {
+            self.queued
+                .set(self.queued.get().saturating_sub(frame_len(data)));
+        }
+        msg
+    }
 }
+
+/// The close code a reader sees when its socket overflowed: like a dropped
+/// socket, it is reopened from the reader's last offset.
+pub(super) const OVERFLOW: u16 = 4999;
 
 impl Drop for Listener {
     fn drop(&mut self) {
@@ -221,8 +269,12 @@ impl Pump {
                 .min(now.saturating_add(self.keepalive_ms))
                 .saturating_sub(now);
             let timer = worker::Delay::from(Duration::from_millis(wait));
-            match select(socket.rx.next(), timer).await {
-                Either::Left((Some(Msg::Frame(data)), _)) => {
+            let got = match select(std::pin::pin!(socket.recv()), timer).await {
+                Either::Left((msg, _)) => Either::Left(msg),
+                Either::Right(_) => Either::Right(()),
+            };
+            match got {
+                Either::Left(Some(Msg::Frame(data))) => {
                     if !data.is_instance_of::<js_sys::ArrayBuffer>() {
                         continue;
                     }
@@ -246,11 +298,11 @@ impl Pump {
                     return Some(events.into());
                 }
                 // The stream closed (its last events went out) or is gone.
-                Either::Left((Some(Msg::Closed(1000 | 4410)), _)) => {
+                Either::Left(Some(Msg::Closed(1000 | 4410))) => {
                     self.done = true;
                     return None;
                 }
-                Either::Left((Some(Msg::Closed(_)), _)) | Either::Left((None, _)) => {
+                Either::Left(Some(Msg::Closed(_)) | None) => {
                     self.socket = None;
                 }
                 Either::Right(_) if now_ms() >= self.closes_at => return None,

@@ -20,7 +20,6 @@ use crate::protocol::error::ProtocolError;
 use crate::protocol::headers as h;
 use futures_channel::oneshot;
 use futures_util::future::{select, Either};
-use futures_util::StreamExt;
 use js_sys::Uint8Array;
 use std::time::Duration;
 use wasm_bindgen::closure::Closure;
@@ -58,13 +57,18 @@ fn receive(data: &wasm_bindgen::JsValue) -> Option<Received> {
     Some(Received { head, message })
 }
 
+/// The `Stream-Cursor` for a client that sent `client` (§8.1).
+pub fn fresh_cursor(client: Option<&str>, interval_s: u64) -> String {
+    let random = (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64;
+    cursor::next(now_ms(), interval_s, client, random)
+}
+
 /// The HTTP response for an answer frame, with the cursor this client gets.
 fn render(answer: &Received, cursor: Option<&str>, interval_s: u64) -> Result<Response> {
     let headers = web_sys::Headers::new().map_err(js_err)?;
     for (name, value) in &answer.head.headers {
         if name == h::STREAM_CURSOR {
-            let random = (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64;
-            let fresh = cursor::next(now_ms(), interval_s, cursor, random);
+            let fresh = fresh_cursor(cursor, interval_s);
             headers.append(name, &fresh).map_err(js_err)?;
         } else {
             headers.append(name, value).map_err(js_err)?;
@@ -168,7 +172,7 @@ pub async fn long_poll(
             let timer = worker::Delay::from(Duration::from_millis(wait));
             let left = std::pin::pin!(gone.wait());
             let timer = select(timer, left);
-            match select(socket.rx.next(), timer).await {
+            match select(std::pin::pin!(socket.recv()), timer).await {
                 Either::Left((Some(Msg::Frame(data)), _)) => match receive(&data) {
                     Some(r) if r.head.kind == Answer::Now => return render(&r, cursor, interval),
                     Some(r) => at_timeout = Some(r),

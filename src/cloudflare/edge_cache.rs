@@ -11,6 +11,14 @@
 //! the object"), and every waiter awaits that promise from its own request
 //! context.
 //!
+//! Long-polls go through the bridge (`bridge_poll.rs`), which renders each
+//! client's `Stream-Cursor` itself, so they collapse by stream and offset
+//! alone ([`cache::collapse_key`]): readers with distinct cursors waiting
+//! at one offset share one socket to the object, and each gets the shared
+//! answer (data, or the timeout's `204`) with a cursor computed from its
+//! own. The shared read is kept alive with `waitUntil`, so joiners are
+//! served even if the first reader's client leaves.
+//!
 //! Long-poll answers are not put in `caches.default`: they live one cursor
 //! interval and a crowd arrives within milliseconds, so a round trip to a
 //! shared cache per burst costs more than it saves (measured: p50 delivery
@@ -192,23 +200,28 @@ fn default_cache() -> std::result::Result<JsValue, JsValue> {
 /// long-poll (`bridge`) skips the cache and asks through the bridge.
 fn lookup(
     env: &Env,
+    ctx: &Context,
     stream: &str,
     url: &str,
     key: &str,
     bridge: Option<Config>,
-    signal: web_sys::AbortSignal,
 ) -> Result<Promise> {
     if let Some(config) = bridge {
         let (env, stream, url) = (env.clone(), stream.to_string(), Url::parse(url)?);
-        // The first reader's: if it leaves, the others ask alone.
-        let signal = Some(signal);
+        // Serves every joiner until its deadline, whether or not the
+        // first reader is still there.
         let asked = future_to_promise(async move {
-            let r = super::bridge_poll::long_poll(&env, &stream, url, &config, signal)
+            let r = super::bridge_poll::long_poll(&env, &stream, url, &config, None)
                 .await
                 .map_err(|e| JsValue::from_str(&e.to_string()))?;
             Ok(web_sys::Response::from(r).into())
         });
-        return then(&asked, |r| with_body(MISS, r)).map_err(js_err);
+        let shared = then(&asked, |r| with_body(MISS, r)).map_err(js_err)?;
+        let kept = JsFuture::from(shared.clone());
+        ctx.wait_until(async move {
+            let _ = kept.await;
+        });
+        return Ok(shared);
     }
     let ns = env.durable_object(BINDING)?;
     let ns: JsValue = ns.as_ref().clone();
@@ -237,10 +250,16 @@ fn rebuild(
     status: u16,
     body: Option<&JsValue>,
     x_cache: Option<&str>,
+    cursor: Option<&str>,
 ) -> Result<Response> {
     let headers = web_sys::Headers::new_with_headers(&from.headers()).map_err(js_err)?;
     if let Some(x) = x_cache {
         headers.set(h::X_CACHE, x).map_err(js_err)?;
+    }
+    if let Some(c) = cursor {
+        if headers.has(h::STREAM_CURSOR).unwrap_or(false) {
+            headers.set(h::STREAM_CURSOR, c).map_err(js_err)?;
+        }
     }
     let init = web_sys::ResponseInit::new();
     init.set_status(status);
@@ -327,14 +346,7 @@ pub async fn read(
     let url = req.url()?;
     let use_cache = long_poll_ms.is_none();
     let (shared, role) = join_or_lead(&key, max_inflight_ms, || {
-        lookup(
-            env,
-            stream,
-            url.as_ref(),
-            &key,
-            bridge,
-            req.inner().signal(),
-        )
+        lookup(env, ctx, stream, url.as_ref(), &key, bridge)
     })?;
     let leader = role == Role::Leader;
     let parts: Array = match wait(shared, role).await.and_then(|v| v.dyn_into::<Array>()) {
@@ -365,7 +377,18 @@ pub async fn read(
         .flatten()
         .unwrap_or_default();
     let storable = cache::storable(status, &cache_control);
-    if !leader && !storable {
+    // A bridged long-poll's timeout answer is every joiner's too.
+    let shareable = storable || (bridge.is_some() && status == 204);
+    // Bridged long-polls: this client's own cursor (§8.1).
+    let cursor = bridge.map(|c| {
+        let client = url
+            .query_pairs()
+            .find(|(k, _)| k == h::query::CURSOR)
+            .map(|(_, v)| v.into_owned());
+        super::bridge_poll::fresh_cursor(client.as_deref(), c.cursor_interval_s)
+    });
+    let cursor = cursor.as_deref();
+    if !leader && !shareable {
         // Not an answer to share with a reader that came later.
         return mark(ask(env, stream, req, bridge).await?, MISS);
     }
@@ -376,7 +399,7 @@ pub async fn read(
         settle(&key, long_poll_ms.filter(|_| storable && small));
     }
     if leader && use_cache && tag == MISS && storable {
-        let copy = rebuild(&original, status, Some(&body), None)?;
+        let copy = rebuild(&original, status, Some(&body), None, None)?;
         let key = key.clone();
         ctx.wait_until(async move {
             if let Err(e) = worker::Cache::default().put(&key, copy).await {
@@ -386,8 +409,8 @@ pub async fn read(
     }
     if let (200, Some(inm), Some(tag_value)) = (status, if_none_match.as_deref(), etag.as_deref()) {
         if cache::if_none_match(inm, tag_value) {
-            return rebuild(&original, 304, None, Some(&tag));
+            return rebuild(&original, 304, None, Some(&tag), cursor);
         }
     }
-    rebuild(&original, status, Some(&body), Some(&tag))
+    rebuild(&original, status, Some(&body), Some(&tag), cursor)
 }

@@ -15,6 +15,7 @@ mod faults;
 mod fork_object;
 mod forks;
 mod live;
+mod multi;
 mod object;
 mod outbox;
 mod shared;
@@ -179,6 +180,15 @@ async fn route(req: Request, env: &Env, ctx: &Context) -> Result<Routed> {
             }
         }
     }
+    if url.path() == crate::protocol::multi::ROUTE {
+        let response = multi::sse(env, req, &config(env)).await?;
+        return Ok(Routed {
+            response,
+            x_cache: Some("BYPASS"),
+            // Token-authorized or not, an SSE response is never stored.
+            shared: true,
+        });
+    }
     let path = match StreamPath::from_url_path(url.path()) {
         Ok(Some(path)) => path,
         Ok(None) => return refuse(req, &ProtocolError::NotFound).await,
@@ -216,9 +226,15 @@ async fn route(req: Request, env: &Env, ctx: &Context) -> Result<Routed> {
         });
     }
     if req.method() == worker::Method::Get {
-        if let Some(key) = cache::key(url.path(), url.query().unwrap_or_default()) {
+        let query = url.query().unwrap_or_default();
+        let long_poll = live_mode(&url) == Some(Live::LongPoll);
+        let key = if long_poll && bridged {
+            cache::collapse_key(url.path(), query)
+        } else {
+            cache::key(url.path(), query)
+        };
+        if let Some(key) = key {
             let config = config(env);
-            let long_poll = key.contains("live=long-poll");
             let plan = edge_cache::ReadPlan {
                 key,
                 // Long-poll answers are reused in-isolate for one cursor interval.

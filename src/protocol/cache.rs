@@ -74,6 +74,19 @@ pub fn storable(status: u16, cache_control: &str) -> bool {
 /// Only the protocol's parameters count, sorted by name; unknown ones are
 /// dropped; nothing user-specific is part of it.
 pub fn key(url_path: &str, query: &str) -> Option<String> {
+    build_key(url_path, query, true)
+}
+
+/// The key under which identical bridged long-polls collapse in one
+/// isolate: [`key`] without the cursor. The bridge renders each client's
+/// `Stream-Cursor` itself (§8.1), so the object's answer depends only on
+/// the stream and the offset, and readers with distinct cursors share one
+/// socket.
+pub fn collapse_key(url_path: &str, query: &str) -> Option<String> {
+    build_key(url_path, query, false)
+}
+
+fn build_key(url_path: &str, query: &str, with_cursor: bool) -> Option<String> {
     use super::offset::OffsetParam;
     use super::query::{Live, ReadQuery};
     let q = ReadQuery::parse(query).ok()?;
@@ -85,7 +98,7 @@ pub fn key(url_path: &str, query: &str) -> Option<String> {
         Live::Sse | Live::Ws => return None,
         Live::CatchUp => {}
         Live::LongPoll => {
-            if let Some(c) = &q.cursor {
+            if let Some(c) = q.cursor.as_ref().filter(|_| with_cursor) {
                 params.push(format!("cursor={c}"));
             }
             params.push("live=long-poll".to_string());
@@ -150,6 +163,14 @@ mod tests {
             )
         );
         assert!(lp.unwrap().contains("?cursor=7&live=long-poll&offset="));
+        let collapsed = |c: &str| {
+            collapse_key(
+                "/v1/stream/a",
+                &format!("offset={o}&cursor={c}&live=long-poll"),
+            )
+        };
+        assert_eq!(collapsed("7"), collapsed("8"));
+        assert!(!collapsed("7").unwrap().contains("cursor"));
         for q in [
             "",
             "offset=-1",

@@ -37,6 +37,9 @@ pub enum Invalid {
     ForkSource,
     ForkDepth,
     WebSocketUpgrade,
+    MultiStreams,
+    MultiLive,
+    MultiLastEventId,
 }
 
 impl Invalid {
@@ -130,6 +133,15 @@ impl Invalid {
                 "live=ws needs a WebSocket upgrade (Upgrade: websocket)",
             ),
             ForkDepth => ("FORK_TOO_DEEP", "a fork chain may be at most 16 forks deep"),
+            MultiStreams => (
+                "INVALID_STREAMS",
+                "name 1 to 32 distinct streams, each as s=<offset>:<path>",
+            ),
+            MultiLive => ("INVALID_LIVE_MODE", "a multi-stream read needs live=sse"),
+            MultiLastEventId => (
+                "INVALID_OFFSET",
+                "Last-Event-ID must list one offset per stream, comma-separated",
+            ),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod error;
 pub mod expiry;
 pub mod headers;
 pub mod json;
+pub mod multi;
 pub mod offset;
 pub mod path;
 pub mod producer;

@@ -69,6 +69,19 @@ impl StreamPath {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The stream's URL path (`/v1/stream/` and its segments, encoded).
+    pub fn url_path(&self) -> String {
+        let segs: Vec<String> = self
+            .0
+            .split('/')
+            .map(|s| {
+                percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string()
+            })
+            .collect();
+        format!("{PREFIX}{}", segs.join("/"))
+    }
 }
 
 #[cfg(test)]
@@ -88,6 +101,14 @@ mod tests {
         );
         assert_eq!(parse("/v1/stream/caf%C3%A9").unwrap().unwrap(), "café");
         assert_eq!(parse("/v1/stream/a%20b").unwrap().unwrap(), "a b");
+    }
+
+    #[test]
+    fn url_paths_round_trip() {
+        for name in ["a", "chat/room-1", "café/a b", "x%y/z?w#v"] {
+            let p = StreamPath::parse(&StreamPath(name.into()).url_path()[PREFIX.len()..]);
+            assert_eq!(p.unwrap().as_str(), name);
+        }
     }
 
     #[test]

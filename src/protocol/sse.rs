@@ -21,7 +21,8 @@ pub struct Control {
     pub closed: bool,
 }
 
-fn push_data_lines(out: &mut Vec<u8>, text: &[u8]) {
+/// Appends `text` as `data:` lines, one per line of it (CR, LF, CRLF).
+pub(crate) fn push_data_lines(out: &mut Vec<u8>, text: &[u8]) {
     let mut rest = text;
     loop {
         let cut = rest.iter().position(|b| *b == b'\r' || *b == b'\n');
