@@ -6,4 +6,6 @@ import { TEST_VARS } from "./mf.mjs"
 runConformanceTests({
   baseUrl: inject("baseUrl"),
   longPollTimeoutMs: Number(TEST_VARS.LONG_POLL_TIMEOUT_MS),
+  // The opt-in "Reserved subscription APIs" group (PROTOCOL.md §6, §7).
+  subscriptions: true,
 })

@@ -8,6 +8,7 @@ import { Log, LogLevel, Miniflare } from "miniflare"
 import { unstable_getMiniflareWorkerOptions } from "wrangler"
 import { fileURLToPath } from "node:url"
 import path from "node:path"
+import { randomBytes } from "node:crypto"
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 
@@ -20,6 +21,10 @@ export const TEST_VARS = {
   FORK_GRACE_MS: "2000",
   FORK_RETRY_MS: "200",
   TEST_ROUTES: "1",
+  // A throwaway webhook signing key (an Ed25519 seed) per test process, and
+  // webhooks to loopback receivers allowed (README.md, Subscriptions).
+  SUBSCRIPTION_SIGNING_KEY: randomBytes(32).toString("base64url"),
+  SUBSCRIPTION_DEV_LOOPBACK: "1",
 }
 
 /**

@@ -15,10 +15,20 @@ describe("routing", () => {
   })
 
   test("malformed stream paths are 400 with a reason", async () => {
-    for (const p of ["/v1/stream/", "/v1/stream/a%2Fb", "/v1/stream/a%5Cb", "/v1/stream/%FF", "/v1/stream/a//b", "/v1/stream/a%00b", "/v1/stream/__ds/x"]) {
+    for (const p of ["/v1/stream/", "/v1/stream/a%2Fb", "/v1/stream/a%5Cb", "/v1/stream/%FF", "/v1/stream/a//b", "/v1/stream/a%00b", "/v1/stream/__ds"]) {
       const r = await fetch(`${base}${p}`, { method: "PUT" })
       expect(r.status, p).toBe(400)
       const body = (await r.json()) as { error: { code: string; message: string } }
+      expect(body.error.message.length).toBeGreaterThan(0)
+    }
+  })
+
+  test("the reserved __ds prefix is routed before streams: never a stream, unknown routes 404 (PROTOCOL.md §6)", async () => {
+    for (const p of ["/v1/stream/__ds/x", "/v1/stream/__ds/subscriptions", "/v1/stream/__ds/jwks.json/x"]) {
+      const r = await fetch(`${base}${p}`, { method: "PUT" })
+      expect(r.status, p).toBe(404)
+      const body = (await r.json()) as { error: { code: string; message: string } }
+      expect(body.error.code).toBe("NOT_FOUND")
       expect(body.error.message.length).toBeGreaterThan(0)
     }
   })

@@ -74,13 +74,26 @@ pub async fn check(
     path: &StreamPath,
     now_ms: u64,
 ) -> worker::Result<Result<Allowed, ProtocolError>> {
-    let settings = settings(env);
     let forked_from = req
         .headers()
         .get(h::STREAM_FORKED_FROM)?
         .and_then(|v| StreamPath::from_url_path(v.trim()).ok().flatten())
         .map(|p| p.as_str().to_string());
     let needs = auth::needs(req.method().as_ref(), path.as_str(), forked_from.as_deref());
+    check_needs(env, req, url, &needs, now_ms).await
+}
+
+/// [`check`] for what a request needs, given directly (the subscription
+/// routes: `subscribe` on the id, `read` on the streams it covers).
+pub async fn check_needs(
+    env: &Env,
+    req: &Request,
+    url: &Url,
+    needs: &[(auth::Op, String)],
+    now_ms: u64,
+) -> worker::Result<Result<Allowed, ProtocolError>> {
+    let settings = settings(env);
+    let needs = needs.to_vec();
     let allowed = match access::gate(&settings, &needs, token(req, url).as_deref()) {
         Gate::Allow(a) => a,
         Gate::Deny(d) => return Ok(Err(d.into())),

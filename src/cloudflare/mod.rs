@@ -19,9 +19,15 @@ mod multi;
 mod object;
 mod outbox;
 mod shared;
+mod signing;
 mod sockets;
 mod sql_store;
 mod sse_pump;
+mod sub_calls;
+mod sub_index;
+mod sub_links;
+mod sub_object;
+mod subs;
 mod test_routes;
 
 use crate::engine::access as access_engine;
@@ -188,6 +194,12 @@ async fn route(req: Request, env: &Env, ctx: &Context) -> Result<Routed> {
             // Token-authorized or not, an SSE response is never stored.
             shared: true,
         });
+    }
+    if url
+        .path()
+        .starts_with(crate::protocol::subscription::PREFIX)
+    {
+        return Ok(Routed::bypass(subs::route(env, req).await?));
     }
     let path = match StreamPath::from_url_path(url.path()) {
         Ok(Some(path)) => path,

@@ -17,7 +17,7 @@ use crate::engine::config::Config;
 use crate::engine::lifecycle;
 use crate::engine::live::LongPoll;
 use crate::engine::outcome::{Action, Outcome};
-use crate::engine::request::Request as NeutralRequest;
+use crate::engine::request::{Method, Request as NeutralRequest};
 use crate::engine::resume;
 use crate::engine::service;
 use crate::engine::state::Chunk;
@@ -42,6 +42,15 @@ thread_local! {
 
 pub fn constructed() -> u64 {
     CONSTRUCTED.with(Cell::get)
+}
+
+/// The canonical stream name in a request's absolute URL.
+fn stream_path(url: &str) -> Option<String> {
+    let u = worker::Url::parse(url).ok()?;
+    crate::protocol::path::StreamPath::from_url_path(u.path())
+        .ok()
+        .flatten()
+        .map(|p| p.as_str().to_string())
 }
 
 /// A fresh stream id: creation time and 32 random bits, hex.
@@ -94,6 +103,12 @@ impl StreamObject {
         let shared = &self.shared;
         shared.requests.set(shared.requests.get() + 1);
         let id = new_stream_id(now_ms());
+        let changes = !matches!(request.method, Method::Get | Method::Head);
+        let before = if changes {
+            shared.tail_before()
+        } else {
+            String::new()
+        };
         let mut inherited: Vec<Chunk> = Vec::new();
         let outcome = shared
             .with_inherited(&mut inherited, |inherited| {
@@ -116,6 +131,11 @@ impl StreamObject {
         shared.effects(notify, alarm).await;
         if notify {
             shared.prune_producers();
+        }
+        if notify && changes {
+            if let Some(path) = stream_path(&request.url) {
+                shared.sync_subscriptions(&path, &before).await;
+            }
         }
         let bridged = bridge::requested(request);
         let max_readers = shared.config.max_readers_per_stream;
@@ -170,6 +190,9 @@ impl StreamObject {
         let request = convert::to_neutral(&req, body)?;
         shared.ready()?;
         shared.recover().await;
+        if path == super::sub_calls::LINK {
+            return shared.sub_link(&request.body);
+        }
         if path.starts_with(forks::PREFIX) {
             return shared.serve_fork(&req, &request).await;
         }
@@ -264,6 +287,7 @@ impl DurableObject for StreamObject {
         shared.deliver_outbox().await?;
         shared.prune_producers();
         let next = lifecycle::on_alarm(&shared.store, now_ms())?;
+        shared.sync_owed().await;
         // An expired stream is gone (or soft-deleted): its readers re-check.
         shared.effects(true, next).await;
         Response::empty()

@@ -26,5 +26,6 @@ pub mod service;
 pub mod source;
 pub mod state;
 pub mod store;
+pub mod subscription;
 pub mod wire;
 pub mod ws;

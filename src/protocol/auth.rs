@@ -9,7 +9,7 @@
 //! header  = {"alg": "HS256" | "EdDSA" | "ES256", "kid"?: ..., "typ"?: ...}
 //! claims  = {"exp": secs (required), "nbf"?: secs, "iat"?: secs, "iss"?: ..., "aud"?: str | [str],
 //!            "sub"?: ..., "scope": "OP:PATTERN OP:PATTERN ..."}
-//! OP      = read | append | create | delete | *
+//! OP      = read | append | create | delete | subscribe | *
 //! PATTERN = a stream path glob: "*" one segment, "**" zero or more (as §6)
 //! ```
 //!
@@ -34,6 +34,9 @@ pub enum Op {
     Append,
     Create,
     Delete,
+    /// Manage subscription `<id>` (the pattern is matched against the id):
+    /// create, read, delete, change its streams, claim it (§6, §7).
+    Subscribe,
 }
 
 impl Op {
@@ -43,6 +46,7 @@ impl Op {
             "append" => Some(Op::Append),
             "create" => Some(Op::Create),
             "delete" => Some(Op::Delete),
+            "subscribe" => Some(Op::Subscribe),
             "*" => None,
             _ => return None,
         })
@@ -54,6 +58,7 @@ impl Op {
             Op::Append => "append",
             Op::Create => "create",
             Op::Delete => "delete",
+            Op::Subscribe => "subscribe",
         }
     }
 }
@@ -107,13 +112,31 @@ impl Glob {
     /// Whether the canonical stream name `path` matches.
     pub fn matches(&self, path: &str) -> bool {
         let parts: Vec<&str> = path.split('/').collect();
-        glob_match(&self.0, &parts)
+        glob_match(&self.0, &parts, |seg, part| seg == "*" || seg == part)
+    }
+
+    /// Whether every path `other` matches is matched by `self` too (a
+    /// token's `read:events/**` covers a subscription's `events/*`, not the
+    /// reverse): `other`'s wildcards are matched only by wildcards at least
+    /// as wide.
+    pub fn covers(&self, other: &Glob) -> bool {
+        let parts: Vec<&str> = other.0.iter().map(String::as_str).collect();
+        glob_match(&self.0, &parts, |seg, part| match part {
+            "**" => false,
+            "*" => seg == "*",
+            _ => seg == "*" || seg == part,
+        })
+    }
+
+    /// The pattern as written.
+    pub fn text(&self) -> String {
+        self.0.join("/")
     }
 }
 
 /// Iterative glob matching with backtracking on the last `**` (linear in
 /// practice, never exponential).
-fn glob_match(pattern: &[String], parts: &[&str]) -> bool {
+fn glob_match(pattern: &[String], parts: &[&str], one: impl Fn(&str, &str) -> bool) -> bool {
     let (mut p, mut s) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
     loop {
@@ -123,7 +146,7 @@ fn glob_match(pattern: &[String], parts: &[&str]) -> bool {
                 p += 1;
                 continue;
             }
-            Some(seg) if s < parts.len() && (seg == "*" || parts.get(s) == Some(&seg)) => {
+            Some(seg) if parts.get(s).is_some_and(|part| one(seg, part)) => {
                 p += 1;
                 s += 1;
                 continue;
@@ -332,11 +355,22 @@ pub fn check_claims(c: &Claims, expect: &Expect, now_ms: u64) -> Result<(), Deni
     Ok(())
 }
 
-/// Whether the grants cover `op` on the stream `path`.
+/// Whether the grants cover `op` on the stream `path`. A `path` with a
+/// wildcard segment is a subscription's pattern: a grant must cover every
+/// path it can match ([`Glob::covers`]).
 pub fn allows(grants: &[Grant], op: Op, path: &str) -> bool {
-    grants
-        .iter()
-        .any(|g| g.op.is_none_or(|o| o == op) && g.pattern.matches(path))
+    let pattern = path
+        .split('/')
+        .any(|s| s == "*" || s == "**")
+        .then(|| Glob::parse(path))
+        .flatten();
+    grants.iter().any(|g| {
+        g.op.is_none_or(|o| o == op)
+            && match &pattern {
+                Some(p) => g.pattern.covers(p),
+                None => g.pattern.matches(path),
+            }
+    })
 }
 
 /// Checks every `(op, path)` a request needs; the first one missing is the 403.
@@ -439,6 +473,21 @@ mod tests {
             enc(&claims),
             URL_SAFE_NO_PAD.encode(b"sig")
         )
+    }
+
+    #[test]
+    fn a_glob_covers_only_narrower_globs() {
+        let g = |p: &str| Glob::parse(p).unwrap();
+        assert!(g("events/**").covers(&g("events/*")));
+        assert!(g("events/**").covers(&g("events/**")));
+        assert!(g("**").covers(&g("**")));
+        assert!(g("events/*").covers(&g("events/*")));
+        assert!(g("events/*").covers(&g("events/a")));
+        assert!(!g("events/*").covers(&g("events/**")));
+        assert!(!g("events/a").covers(&g("events/*")));
+        assert!(!g("events/*").covers(&g("*/*")));
+        assert!(!g("events/**").covers(&g("**")));
+        assert!(g("*/**").covers(&g("events/x/**")));
     }
 
     #[test]

@@ -15,3 +15,4 @@ pub mod path;
 pub mod producer;
 pub mod query;
 pub mod sse;
+pub mod subscription;

@@ -73,7 +73,7 @@ fn sql_int(v: u64) -> V {
 }
 
 /// Runs `work` inside `storage.transactionSync`: all or nothing.
-fn transaction_sync(
+pub(crate) fn transaction_sync(
     storage: &Storage,
     work: impl FnOnce() -> worker::Result<()> + 'static,
 ) -> worker::Result<()> {

@@ -1,0 +1,822 @@
+//! A subscription's Durable Object (PROTOCOL.md §6, §7), one per id: the
+//! rhythm of the stream object (load, engine, persist, answer) around
+//! [`crate::engine::subscription::Sub`], plus the work its alarm does:
+//! webhook deliveries (signed, with the persisted retry schedule), wake
+//! events on a pull-wake `wake_stream`, lease expiry, index registration
+//! and pattern backfill. Everything the alarm owes is in storage, so an
+//! eviction or a restart resumes the schedule where it was (§7.1).
+//!
+//! The Worker has checked access before a request gets here; callbacks,
+//! acks and releases carry the wake token, checked here (§7.3, §12.9).
+
+use super::signing::{self, random_hex};
+use super::sub_calls::{self, INDEX_ADD, INDEX_MATCH, INDEX_REMOVE, LINK, NOTIFY};
+use crate::engine::subscription::{Delivery, Due, Head, Link, Sub};
+use crate::protocol::subscription::{self as wire, route, Action, Route, SubError, PREFIX};
+use futures_util::future::{select, Either};
+use serde_json::{json, Value};
+use std::cell::RefCell;
+use std::time::Duration;
+use worker::{
+    durable_object, DurableObject, Env, Fetch, Method, Request, RequestInit, Response, Result,
+    SqlStorageValue as V, State,
+};
+
+/// The header carrying the origin clients use (set by the Worker).
+pub const BASE_HEADER: &str = "x-ds-base";
+/// How long a webhook receiver may take to answer.
+const WEBHOOK_TIMEOUT_MS: u64 = 10_000;
+/// The most of a webhook's answer read (for `{"done": true}`).
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+/// Work items one alarm does at most before re-arming.
+const ALARM_STEPS: usize = 8;
+
+#[durable_object]
+pub struct SubscriptionObject {
+    state: State,
+    env: Env,
+    /// `Some(None)`: loaded, no subscription.
+    sub: RefCell<Option<Option<Sub>>>,
+}
+
+fn now_ms() -> u64 {
+    worker::Date::now().as_millis()
+}
+
+fn jitter() -> f64 {
+    js_sys::Math::random() * 2.0 - 1.0
+}
+
+fn new_id() -> String {
+    format!("w_{}", random_hex(12))
+}
+
+fn answer(status: u16, body: &Value) -> Result<Response> {
+    Ok(Response::from_json(body)?.with_status(status))
+}
+
+fn refuse(e: &SubError) -> Result<Response> {
+    let headers = worker::Headers::new();
+    headers.set("content-type", "application/json")?;
+    Ok(Response::ok(e.body())?
+        .with_status(e.status)
+        .with_headers(headers))
+}
+
+fn unavailable(why: &str) -> SubError {
+    SubError::new(503, "UNAVAILABLE", why)
+}
+
+impl SubscriptionObject {
+    fn sql(&self) -> worker::SqlStorage {
+        self.state.storage().sql()
+    }
+
+    /// The subscription, loaded once per object life.
+    fn load(&self) -> Result<Option<Sub>> {
+        if let Some(s) = self.sub.borrow().as_ref() {
+            return Ok(s.clone());
+        }
+        let sql = self.sql();
+        sql.exec("CREATE TABLE IF NOT EXISTS sub_head (k INTEGER PRIMARY KEY CHECK (k = 1), json TEXT NOT NULL)", None)?;
+        sql.exec(
+            "CREATE TABLE IF NOT EXISTS sub_links (path TEXT PRIMARY KEY, json TEXT NOT NULL)",
+            None,
+        )?;
+        let corrupt = |w: &str| worker::Error::RustError(format!("corrupt subscription {w}"));
+        let head: Vec<Vec<V>> = sql
+            .exec("SELECT json FROM sub_head", None)?
+            .raw()
+            .collect::<Result<_>>()?;
+        let sub = match head.first().and_then(|r| r.first()) {
+            Some(V::String(j)) => {
+                let head: Head = serde_json::from_str(j).map_err(|_| corrupt("head"))?;
+                let mut sub = Sub {
+                    head,
+                    links: Default::default(),
+                    dirty: Default::default(),
+                };
+                for r in sql.exec("SELECT path, json FROM sub_links", None)?.raw() {
+                    let r = r?;
+                    if let (Some(V::String(p)), Some(V::String(j))) = (r.first(), r.get(1)) {
+                        let link: Link = serde_json::from_str(j).map_err(|_| corrupt("link"))?;
+                        sub.links.insert(p.clone(), link);
+                    }
+                }
+                Some(sub)
+            }
+            _ => None,
+        };
+        *self.sub.borrow_mut() = Some(sub.clone());
+        Ok(sub)
+    }
+
+    /// Writes the head and the changed links in one transaction, then
+    /// arms the alarm for what is owed next.
+    async fn save(&self, mut sub: Sub) -> Result<()> {
+        let sql = self.sql();
+        let head = serde_json::to_string(&sub.head)
+            .map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let mut writes: Vec<(String, Option<String>)> = Vec::new();
+        for p in std::mem::take(&mut sub.dirty) {
+            let j = match sub.links.get(&p) {
+                Some(l) => Some(
+                    serde_json::to_string(l)
+                        .map_err(|e| worker::Error::RustError(e.to_string()))?,
+                ),
+                None => None,
+            };
+            writes.push((p, j));
+        }
+        super::sql_store::transaction_sync(&self.state.storage(), move || {
+            sql.exec(
+                "INSERT OR REPLACE INTO sub_head (k, json) VALUES (1, ?)",
+                vec![V::String(head)],
+            )?;
+            for (p, j) in &writes {
+                match j {
+                    Some(j) => sql.exec(
+                        "INSERT OR REPLACE INTO sub_links (path, json) VALUES (?, ?)",
+                        vec![V::String(p.clone()), V::String(j.clone())],
+                    )?,
+                    None => sql.exec(
+                        "DELETE FROM sub_links WHERE path = ?",
+                        vec![V::String(p.clone())],
+                    )?,
+                };
+            }
+            Ok(())
+        })?;
+        let next = self.next_alarm(&sub);
+        *self.sub.borrow_mut() = Some(Some(sub));
+        if let Some(at) = next.map(|t| t.max(now_ms())) {
+            let storage = self.state.storage();
+            let current = storage.get_alarm().await?;
+            // An alarm in the past is running (or about to): it may already
+            // have looked at the state, so a new deadline is always set. `at`
+            // is the earliest of everything owed, so this never postpones
+            // overdue work.
+            let past = |c: i64| c <= now_ms() as i64;
+            if current.is_none_or(|c| c > at as i64 || past(c)) {
+                let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(at as f64));
+                storage.set_alarm(worker::ScheduledTime::new(date)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn next_alarm(&self, sub: &Sub) -> Option<u64> {
+        let setup =
+            (sub.head.config.pattern.is_some() && !sub.head.indexed) || sub.head.backfill.is_some();
+        let setup_at = setup.then(|| sub.head.setup_at.unwrap_or(0));
+        [sub.next_alarm(), setup_at].into_iter().flatten().min()
+    }
+
+    async fn drop_sub(&self) -> Result<()> {
+        let sql = self.sql();
+        super::sql_store::transaction_sync(&self.state.storage(), move || {
+            sql.exec("DELETE FROM sub_head", None)?;
+            sql.exec("DELETE FROM sub_links", None)?;
+            Ok(())
+        })?;
+        *self.sub.borrow_mut() = Some(None);
+        Ok(())
+    }
+
+    /// `SUBSCRIPTION_MAX_STREAMS` (1 – 10,000; default 1,000).
+    fn max_streams(&self) -> usize {
+        self.env
+            .var("SUBSCRIPTION_MAX_STREAMS")
+            .ok()
+            .and_then(|v| v.to_string().trim().parse::<usize>().ok())
+            .map_or(crate::engine::subscription::DEFAULT_MAX_STREAMS, |n| {
+                n.clamp(1, 10_000)
+            })
+    }
+
+    fn allow_loopback(&self) -> bool {
+        self.env
+            .var("SUBSCRIPTION_DEV_LOOPBACK")
+            .is_ok_and(|v| v.to_string() == "1")
+    }
+
+    async fn signing_metadata(&self, sub: &Sub) -> Option<Value> {
+        let signer = signing::signer(&self.env).await?;
+        Some(signer.metadata(&sub.jwks_url()))
+    }
+
+    async fn describe(&self, sub: &Sub, status: u16) -> Result<Response> {
+        let created = chrono::DateTime::from_timestamp_millis(sub.head.created_ms as i64)
+            .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+            .unwrap_or_default();
+        let signing = if sub.head.config.webhook_url.is_some() {
+            self.signing_metadata(sub).await
+        } else {
+            None
+        };
+        answer(status, &sub.describe(signing, &created))
+    }
+
+    /// Links each explicit stream at its tail (§6.4).
+    async fn link_explicit(
+        &self,
+        id: &str,
+        streams: &[String],
+    ) -> std::result::Result<Vec<(String, String)>, SubError> {
+        let calls = streams.iter().map(|s| sub_calls::link(&self.env, s, id));
+        let tails = futures_util::future::join_all(calls).await;
+        streams
+            .iter()
+            .zip(tails)
+            .map(|(s, t)| {
+                t.map(|t| (s.clone(), t))
+                    .map_err(|_| unavailable("a stream could not be linked; retry"))
+            })
+            .collect()
+    }
+
+    async fn put(&self, id: &str, body: &[u8], base: &str) -> Result<Response> {
+        let config = match wire::parse_config(body, self.allow_loopback()) {
+            Ok(c) => c,
+            Err(e) => return refuse(&e),
+        };
+        if config.kind == wire::Kind::Webhook && signing::signer(&self.env).await.is_none() {
+            return refuse(&unavailable(
+                "webhook signing is not configured (SUBSCRIPTION_SIGNING_KEY)",
+            ));
+        }
+        if let Some(existing) = self.load()? {
+            if existing.head.config.canonical() == config.canonical() {
+                return self.describe(&existing, 200).await;
+            }
+            return refuse(&SubError::new(
+                409,
+                "SUBSCRIPTION_ALREADY_EXISTS",
+                "the subscription exists with another configuration",
+            ));
+        }
+        let tails = match self.link_explicit(id, &config.streams).await {
+            Ok(t) => t,
+            Err(e) => return refuse(&e),
+        };
+        // A concurrent PUT may have won while the links were made.
+        if let Some(existing) = self.load()? {
+            let same = existing.head.config.canonical() == config.canonical();
+            return if same {
+                self.describe(&existing, 200).await
+            } else {
+                refuse(&SubError::new(
+                    409,
+                    "SUBSCRIPTION_ALREADY_EXISTS",
+                    "the subscription exists with another configuration",
+                ))
+            };
+        }
+        let mut sub = Sub::new(id, config, base, now_ms());
+        sub.head.generation = self.generation_floor()?;
+        sub.head.max_streams = self.max_streams();
+        for (s, t) in &tails {
+            sub.link(s, true, t);
+        }
+        sub.head.backfill = sub.head.config.pattern.as_ref().map(|_| String::new());
+        self.save(sub).await?;
+        // Registered before the answer when the index is reachable, so a
+        // stream created after this 201 is matched (else the alarm retries).
+        self.setup().await?;
+        match self.load()? {
+            Some(sub) => self.describe(&sub, 201).await,
+            None => refuse(&unavailable("the subscription was deleted meanwhile")),
+        }
+    }
+
+    /// Index registration and one backfill page (§6.2), applied to the
+    /// subscription as it is once the calls are back.
+    async fn setup(&self) -> Result<()> {
+        let Some(sub) = self.load()? else {
+            return Ok(());
+        };
+        let id = sub.head.id.clone();
+        let Some(pattern) = sub.head.config.pattern.clone() else {
+            return Ok(());
+        };
+        let mut indexed = sub.head.indexed;
+        let mut failed = false;
+        let mut linked: Vec<(String, String)> = Vec::new();
+        let mut next = sub.head.backfill.clone();
+        if !indexed {
+            match sub_calls::index(
+                &self.env,
+                INDEX_ADD,
+                json!({ "id": id, "pattern": pattern }),
+            )
+            .await
+            {
+                Ok(_) => indexed = true,
+                Err(e) => {
+                    worker::console_error!("subscription {id}: index registration failed ({e})");
+                    failed = true;
+                }
+            }
+        }
+        if let (false, Some(after)) = (failed, sub.head.backfill.clone()) {
+            match sub_calls::index(
+                &self.env,
+                INDEX_MATCH,
+                json!({ "pattern": pattern, "after": after }),
+            )
+            .await
+            {
+                Ok(page) => {
+                    let paths: Vec<String> = page
+                        .get("paths")
+                        .and_then(Value::as_array)
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|p| p.as_str().map(str::to_string))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let fresh: Vec<String> = paths
+                        .into_iter()
+                        .filter(|p| !sub.links.contains_key(p))
+                        .collect();
+                    let tails = futures_util::future::join_all(
+                        fresh.iter().map(|p| sub_calls::link(&self.env, p, &id)),
+                    )
+                    .await;
+                    for (p, t) in fresh.into_iter().zip(tails) {
+                        match t {
+                            Ok(t) => linked.push((p, t)),
+                            Err(e) => {
+                                worker::console_error!(
+                                    "subscription {id}: link {p} failed ({e}); retried"
+                                );
+                                failed = true;
+                            }
+                        }
+                    }
+                    if !failed {
+                        next = page.get("next").and_then(Value::as_str).map(str::to_string);
+                    }
+                }
+                Err(e) => {
+                    worker::console_error!("subscription {id}: backfill failed ({e})");
+                    failed = true;
+                }
+            }
+        }
+        let Some(mut sub) = self.load()? else {
+            return Ok(());
+        };
+        sub.head.indexed = indexed;
+        for (p, t) in &linked {
+            if sub.head.config.wake_stream.as_deref() != Some(p.as_str()) {
+                sub.link(p, false, t);
+            }
+        }
+        sub.head.backfill = next;
+        sub.head.setup_at = failed.then(|| now_ms() + setup_retry());
+        self.save(sub).await
+    }
+}
+
+/// The retry delay for set-up steps: the webhook backoff's first step.
+fn setup_retry() -> u64 {
+    crate::engine::subscription::backoff_ms(1, jitter())
+}
+
+/// The URL path of stream `name` (each segment percent-encoded).
+fn stream_url(name: &str) -> String {
+    let segs: Vec<String> = name
+        .split('/')
+        .map(|s| {
+            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+        })
+        .collect();
+    format!("https://internal/v1/stream/{}", segs.join("/"))
+}
+
+/// A string member of a JSON body.
+fn member(v: &Value, k: &str) -> Option<String> {
+    v.get(k).and_then(Value::as_str).map(str::to_string)
+}
+
+impl SubscriptionObject {
+    /// Generations continue across a delete and re-create of the same id,
+    /// so a token of the old subscription never matches the new one.
+    fn generation_floor(&self) -> Result<u64> {
+        let sql = self.sql();
+        sql.exec("CREATE TABLE IF NOT EXISTS sub_floor (k INTEGER PRIMARY KEY CHECK (k = 1), generation INTEGER NOT NULL)", None)?;
+        let rows: Vec<Vec<V>> = sql
+            .exec("SELECT generation FROM sub_floor", None)?
+            .raw()
+            .collect::<Result<_>>()?;
+        Ok(match rows.first().and_then(|r| r.first()) {
+            Some(V::Integer(g)) => u64::try_from(*g).unwrap_or(0),
+            _ => 0,
+        })
+    }
+
+    async fn delete(&self) -> Result<Response> {
+        let Some(sub) = self.load()? else {
+            return refuse(&SubError::new(
+                404,
+                "SUBSCRIPTION_NOT_FOUND",
+                "no such subscription",
+            ));
+        };
+        let sql = self.sql();
+        sql.exec("CREATE TABLE IF NOT EXISTS sub_floor (k INTEGER PRIMARY KEY CHECK (k = 1), generation INTEGER NOT NULL)", None)?;
+        sql.exec(
+            "INSERT OR REPLACE INTO sub_floor (k, generation) VALUES (1, ?)",
+            vec![V::Integer(
+                i64::try_from(sub.head.generation).unwrap_or(i64::MAX),
+            )],
+        )?;
+        self.drop_sub().await?;
+        if sub.head.indexed {
+            // Best effort: a stale index entry only makes streams ask a
+            // subscription that answers `linked: false` (sub_calls).
+            if let Err(e) =
+                sub_calls::index(&self.env, INDEX_REMOVE, json!({ "id": sub.head.id })).await
+            {
+                worker::console_error!("subscription {}: index removal failed ({e})", sub.head.id);
+            }
+        }
+        Ok(Response::empty()?.with_status(204))
+    }
+
+    /// A stream reports its tail (see `sub_calls`).
+    async fn notify(&self, body: &Value) -> Result<Response> {
+        let Some(path) = member(body, "path") else {
+            return answer(400, &json!({ "linked": false }));
+        };
+        let Some(mut sub) = self.load()? else {
+            return answer(200, &json!({ "linked": false }));
+        };
+        let tail = member(body, "tail");
+        let since =
+            member(body, "since").unwrap_or_else(|| crate::engine::subscription::ZERO.into());
+        let linked = sub.notify(&path, tail.as_deref(), &since);
+        sub.maybe_wake(now_ms(), &mut new_id);
+        self.save(sub).await?;
+        answer(200, &json!({ "linked": linked }))
+    }
+
+    /// Callback (§7.1), ack and release (§7.2), under the wake token.
+    async fn wake_action(
+        &self,
+        action: &Action,
+        id: &str,
+        auth: Option<String>,
+        body: &[u8],
+    ) -> Result<Response> {
+        let Some(mut sub) = self.load()? else {
+            return refuse(&SubError::new(
+                404,
+                "SUBSCRIPTION_NOT_FOUND",
+                "no such subscription",
+            ));
+        };
+        if *action != Action::Callback && sub.head.config.kind != wire::Kind::PullWake {
+            return refuse(&SubError::invalid("the subscription is not pull-wake"));
+        }
+        let req = match wire::parse_wake_request(body) {
+            Ok(r) => r,
+            Err(e) => return refuse(&e),
+        };
+        let Some(signer) = signing::signer(&self.env).await else {
+            return refuse(&unavailable("SUBSCRIPTION_SIGNING_KEY is not configured"));
+        };
+        let token = auth
+            .as_deref()
+            .and_then(crate::protocol::auth::bearer)
+            .unwrap_or_default();
+        let Some(token_gen) = signer.check_wake_token(token, id).await else {
+            return refuse(&SubError::new(
+                401,
+                "TOKEN_INVALID",
+                "a valid wake token is required (Authorization: Bearer)",
+            ));
+        };
+        // The signature check awaited: take the state as it is now.
+        if let Some(now) = self.load()? {
+            sub = now;
+        }
+        let now = now_ms();
+        let result = if *action == Action::Release {
+            sub.release(token_gen, &req, now, &mut new_id)
+                .map(|()| None)
+        } else {
+            sub.ack(token_gen, &req, now, &mut new_id).map(Some)
+        };
+        match result {
+            Err(e) => refuse(&e),
+            Ok(next) => {
+                self.save(sub).await?;
+                match next {
+                    None => Ok(Response::empty()?.with_status(204)),
+                    Some(n) => answer(200, &json!({ "ok": true, "next_wake": n })),
+                }
+            }
+        }
+    }
+
+    async fn claim(&self, id: &str, body: &[u8]) -> Result<Response> {
+        let worker_name = match wire::parse_claim(body) {
+            Ok(w) => w,
+            Err(e) => return refuse(&e),
+        };
+        let Some(signer) = signing::signer(&self.env).await else {
+            return refuse(&unavailable("SUBSCRIPTION_SIGNING_KEY is not configured"));
+        };
+        let Some(mut sub) = self.load()? else {
+            return refuse(&SubError::new(
+                404,
+                "SUBSCRIPTION_NOT_FOUND",
+                "no such subscription",
+            ));
+        };
+        if let Err(e) = sub.claim(&worker_name, now_ms(), &mut new_id) {
+            return refuse(&e);
+        }
+        let wake = sub
+            .head
+            .wake
+            .as_ref()
+            .map(|w| w.id.clone())
+            .unwrap_or_default();
+        let generation = sub.head.generation;
+        self.save(sub.clone()).await?;
+        let token = signer
+            .wake_token(id, generation, &wake)
+            .await
+            .map_err(|e| worker::Error::RustError(format!("{e:?}")))?;
+        answer(200, &sub.claim_body(&token))
+    }
+
+    async fn client(&self, mut req: Request) -> Result<Response> {
+        let path = req.path();
+        let Ok(Route::Sub { id, action }) = route(path.strip_prefix(PREFIX).unwrap_or_default())
+        else {
+            return refuse(&SubError::new(404, "NOT_FOUND", "no such control route"));
+        };
+        let method = req.method();
+        let body = if matches!(method, Method::Put | Method::Post) {
+            let b = req.bytes().await?;
+            if b.len() > wire::MAX_BODY_BYTES {
+                return refuse(&SubError::new(
+                    413,
+                    "PAYLOAD_TOO_LARGE",
+                    "the body is too large",
+                ));
+            }
+            b
+        } else {
+            Vec::new()
+        };
+        let not_found = || {
+            refuse(&SubError::new(
+                404,
+                "SUBSCRIPTION_NOT_FOUND",
+                "no such subscription",
+            ))
+        };
+        match (&action, method) {
+            (Action::Itself, Method::Put) => {
+                let base = req.headers().get(BASE_HEADER)?.unwrap_or_default();
+                self.put(&id, &body, &base).await
+            }
+            (Action::Itself, Method::Get) => match self.load()? {
+                Some(sub) => self.describe(&sub, 200).await,
+                None => not_found(),
+            },
+            (Action::Itself, Method::Delete) => self.delete().await,
+            (Action::Streams, Method::Post) => {
+                let streams = match wire::parse_streams(&body) {
+                    Ok(s) => s,
+                    Err(e) => return refuse(&e),
+                };
+                if self.load()?.is_none() {
+                    return not_found();
+                }
+                let tails = match self.link_explicit(&id, &streams).await {
+                    Ok(t) => t,
+                    Err(e) => return refuse(&e),
+                };
+                let Some(mut sub) = self.load()? else {
+                    return not_found();
+                };
+                for (s, t) in &tails {
+                    sub.link(s, true, t);
+                }
+                sub.maybe_wake(now_ms(), &mut new_id);
+                self.save(sub).await?;
+                Ok(Response::empty()?.with_status(204))
+            }
+            (Action::Stream(stream), Method::Delete) => {
+                let Some(mut sub) = self.load()? else {
+                    return not_found();
+                };
+                sub.unlink_explicit(stream);
+                self.save(sub).await?;
+                Ok(Response::empty()?.with_status(204))
+            }
+            (Action::Claim, Method::Post) => self.claim(&id, &body).await,
+            (Action::Callback | Action::Ack | Action::Release, Method::Post) => {
+                let auth = req.headers().get("authorization")?;
+                self.wake_action(&action, &id, auth, &body).await
+            }
+            _ => refuse(&SubError::new(
+                405,
+                "METHOD_NOT_ALLOWED",
+                "method not allowed here",
+            )),
+        }
+    }
+
+    /// POSTs the wake to the webhook (§7.1): signed, no redirects followed,
+    /// bounded in time and in the answer read.
+    async fn deliver(&self, sub: &Sub, generation: u64, wake_id: &str) -> Delivery {
+        let (Some(url), Some(signer)) = (
+            sub.head.config.webhook_url.clone(),
+            signing::signer(&self.env).await,
+        ) else {
+            return Delivery::Failed;
+        };
+        let attempt = async {
+            let token = signer
+                .wake_token(&sub.head.id, generation, wake_id)
+                .await
+                .map_err(|e| worker::Error::RustError(format!("{e:?}")))?;
+            let body = sub.webhook_body(&token);
+            let sig = signer
+                .webhook_signature(&body, now_ms())
+                .await
+                .map_err(|e| worker::Error::RustError(format!("{e:?}")))?;
+            let headers = worker::Headers::new();
+            headers.set("content-type", "application/json")?;
+            headers.set("webhook-signature", &sig)?;
+            let mut init = RequestInit::new();
+            init.with_method(Method::Post)
+                .with_headers(headers)
+                .with_redirect(worker::RequestRedirect::Manual)
+                .with_body(Some(wasm_bindgen::JsValue::from_str(&body)));
+            let mut r = Fetch::Request(Request::new_with_init(&url, &init)?)
+                .send()
+                .await?;
+            if !(200..300).contains(&r.status_code()) {
+                return Ok(Delivery::Failed);
+            }
+            let small = r
+                .headers()
+                .get("content-length")?
+                .and_then(|l| l.parse::<usize>().ok())
+                .is_none_or(|n| n <= MAX_ANSWER_BYTES);
+            let done = small
+                && serde_json::from_slice::<Value>(&r.bytes().await.unwrap_or_default())
+                    .ok()
+                    .and_then(|v| v.get("done").and_then(Value::as_bool))
+                    == Some(true);
+            Ok::<Delivery, worker::Error>(Delivery::Ok { done })
+        };
+        let timeout = worker::Delay::from(Duration::from_millis(WEBHOOK_TIMEOUT_MS));
+        let outcome = select(Box::pin(attempt), Box::pin(timeout)).await;
+        match outcome {
+            Either::Left((Ok(d), _)) => d,
+            Either::Left((Err(e), _)) => {
+                worker::console_log!("webhook {} failed: {e}", sub.head.id);
+                Delivery::Failed
+            }
+            Either::Right(_) => Delivery::Failed,
+        }
+    }
+
+    /// Appends a wake event to the wake stream (§7.2).
+    async fn wake_event(&self, sub: &Sub, stream: &str) -> bool {
+        let Some(wake_stream) = sub.head.config.wake_stream.clone() else {
+            return false;
+        };
+        let event = sub.wake_event(stream, now_ms());
+        let attempt = async {
+            let stub = self
+                .env
+                .durable_object(super::BINDING)?
+                .get_by_name(&wake_stream)?;
+            let headers = worker::Headers::new();
+            headers.set("content-type", "application/json")?;
+            let mut init = RequestInit::new();
+            init.with_method(Method::Post)
+                .with_headers(headers)
+                .with_body(Some(wasm_bindgen::JsValue::from_str(&event)));
+            let r = stub
+                .fetch_with_request(Request::new_with_init(&stream_url(&wake_stream), &init)?)
+                .await?;
+            Ok::<bool, worker::Error>((200..300).contains(&r.status_code()))
+        };
+        match attempt.await {
+            Ok(ok) => ok,
+            Err(e) => {
+                worker::console_log!("wake event for {} failed: {e}", sub.head.id);
+                false
+            }
+        }
+    }
+
+    /// What the alarm owes: lease expiry, set-up, deliveries (bounded).
+    async fn work(&self) -> Result<()> {
+        for _ in 0..ALARM_STEPS {
+            let Some(mut sub) = self.load()? else {
+                return Ok(());
+            };
+            let now = now_ms();
+            sub.tick(now, &mut new_id);
+            let setup = (sub.head.config.pattern.is_some() && !sub.head.indexed)
+                || sub.head.backfill.is_some();
+            if setup && sub.head.setup_at.is_none_or(|t| t <= now) {
+                self.save(sub).await?;
+                self.setup().await?;
+                continue;
+            }
+            let due = sub.due(now);
+            self.save(sub.clone()).await?;
+            match due {
+                None => return Ok(()),
+                Some(Due::Webhook {
+                    generation,
+                    wake_id,
+                }) => {
+                    let result = self.deliver(&sub, generation, &wake_id).await;
+                    let Some(mut fresh) = self.load()? else {
+                        return Ok(());
+                    };
+                    fresh.after_webhook(
+                        generation,
+                        &wake_id,
+                        result,
+                        now_ms(),
+                        jitter(),
+                        &mut new_id,
+                    );
+                    self.save(fresh).await?;
+                }
+                Some(Due::WakeEvent {
+                    wake_id, stream, ..
+                }) => {
+                    let ok = self.wake_event(&sub, &stream).await;
+                    let Some(mut fresh) = self.load()? else {
+                        return Ok(());
+                    };
+                    fresh.after_wake_event(&wake_id, ok, now_ms(), jitter());
+                    self.save(fresh).await?;
+                }
+            }
+        }
+        // More is owed: come back at once.
+        let storage = self.state.storage();
+        let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(now_ms() as f64));
+        storage.set_alarm(worker::ScheduledTime::new(date)).await
+    }
+}
+
+impl DurableObject for SubscriptionObject {
+    fn new(state: State, env: Env) -> Self {
+        SubscriptionObject {
+            state,
+            env,
+            sub: RefCell::new(None),
+        }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let path = req.path();
+        let result = if path == NOTIFY {
+            let body: Value = serde_json::from_str(&req.text().await?).unwrap_or(Value::Null);
+            self.notify(&body).await
+        } else if path == LINK {
+            refuse(&SubError::new(404, "NOT_FOUND", "not here"))
+        } else {
+            self.client(req).await
+        };
+        result.or_else(|e| {
+            worker::console_error!("subscription object: {e}");
+            *self.sub.borrow_mut() = None;
+            refuse(&unavailable("the subscription is unavailable; retry"))
+        })
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        if let Err(e) = self.work().await {
+            worker::console_error!("subscription alarm: {e}");
+            *self.sub.borrow_mut() = None;
+            let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(
+                (now_ms() + setup_retry()) as f64,
+            ));
+            self.state
+                .storage()
+                .set_alarm(worker::ScheduledTime::new(date))
+                .await?;
+        }
+        Response::empty()
+    }
+}
