@@ -12,7 +12,7 @@ import { tmpdir } from "node:os"
 import path from "node:path"
 import { start } from "./mf.mjs"
 import { receiver, verifies } from "./webhooks.mjs"
-import { uniq, until } from "./helpers"
+import { stats, uniq, until } from "./helpers"
 
 const base = inject("baseUrl")
 const stream = (b: string, p: string) => `${b}/v1/stream/${p}`
@@ -112,6 +112,36 @@ describe("webhook delivery", () => {
   })
 })
 
+describe("cost", () => {
+  test("an append to a stream with one matching subscription: one request to the stream, one to the subscription, one alarm", { timeout: 20_000 }, async () => {
+    const hook = await receiver(() => ({ status: 200, body: { done: true } }))
+    const id = uniq("cost")
+    const p = `${id}/a`
+    const counts = async () => (await (await fetch(`${base}/__test/subscription/${id}`)).json()) as { requests: number; alarms: number }
+    try {
+      expect((await put(base, id, { type: "webhook", pattern: `${id}/*`, webhook: { url: hook.url } })).status).toBe(201)
+      await create(base, p, { n: 0 })
+      await until(async () => hook.received.length === 1)
+      await until(async () => (await describeSub(base, id)).streams[0]?.acked_offset !== undefined && (await counts()).alarms >= 1)
+      const before = await counts()
+      const streamBefore = (await stats(base, p)).requests
+      await append(base, p, { n: 1 })
+      await until(async () => hook.received.length === 2)
+      // No GET of the subscription until the counts are read (the counts
+      // route itself is not counted).
+      const after = await counts()
+      expect((await stats(base, p)).requests - streamBefore).toBe(1)
+      expect(after.requests - before.requests).toBe(1)
+      const tail = hook.received[1].body.streams[0].tail_offset
+      await until(async () => (await describeSub(base, id)).streams[0].acked_offset === tail)
+      expect((await counts()).alarms - before.alarms).toBe(1)
+    } finally {
+      await fetch(sub(base, id), { method: "DELETE" })
+      await hook.close()
+    }
+  })
+})
+
 describe("patterns", () => {
   test("120 existing and 5 new streams under one pattern wake one subscription; history is not replayed", { timeout: 60_000 }, async () => {
     const hook = await receiver(() => ({ status: 200, body: { done: true } }))
@@ -183,6 +213,28 @@ describe("patterns", () => {
       await fetch(sub(base, id), { method: "DELETE" })
       await hook.close()
     }
+  })
+})
+
+describe("bounds", () => {
+  test("a stream notifies at most 100 subscriptions; a deleted one frees its place at the next append", { timeout: 60_000 }, async () => {
+    const id = uniq("full")
+    const target = `${id}/x`
+    await create(base, target, { n: 0 })
+    const body = { type: "pull-wake", streams: [target], wake_stream: `${id}-wake` }
+    for (let i = 0; i < 100; i++) expect((await put(base, `${id}-${i}`, body)).status).toBe(201)
+    const over = await put(base, `${id}-100`, body)
+    expect(over.status).toBe(409)
+    const e = (await over.json()) as { error: { code: string; message: string } }
+    expect(e.error.code).toBe("STREAM_SUBSCRIPTIONS_FULL")
+    expect(e.error.message).toContain(target)
+    expect((await fetch(sub(base, `${id}-0`), { method: "DELETE" })).status).toBe(204)
+    // The stream learns it at its next notification (the deleted one answers "not linked").
+    await append(base, target, { n: 1 })
+    expect((await put(base, `${id}-100`, body)).status).toBe(201)
+    const linked = await describeSub(base, `${id}-100`)
+    expect(linked.streams).toEqual([expect.objectContaining({ path: target, link_type: "explicit" })])
+    for (let i = 1; i <= 100; i++) await fetch(sub(base, `${id}-${i}`), { method: "DELETE" })
   })
 })
 

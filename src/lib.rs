@@ -21,6 +21,8 @@
 //!   - `sse`: SSE event framing, base64, UTF-8-safe cuts (§5.8).
 //!   - `path`: stream path validation and canonical names (§12.2).
 //!   - `query`: `offset`, `live`, `cursor` parsing (§5.6–§5.8).
+//!   - `auth`: access tokens, scopes, globs and glob coverage (§12.1).
+//!   - `subscription`: the `__ds` routes, subscription bodies, webhook URL checks (§6, §7, §12.8).
 //!   - `error`: the one `ProtocolError` enum and its status/code/header view.
 //! - [`engine`]: the per-stream state machine.
 //!   - `ctx`, `config`: per-request values and the configuration (defaults, ranges).
@@ -34,11 +36,14 @@
 //!   - `fork`, `fork_create`, `source`: forks (§4.2): the pure part, the fork's
 //!     side and the source's side of the protocol between objects.
 //!   - `wire`: the messages between a fork's object and its source's.
+//!   - `subscription`: one subscription's state machine: links, wakes, leases,
+//!     webhook retries, pull-wake claims, fencing (§7).
 //!   - `request`, `response`, `decision`, `failure`: neutral types and helpers.
 //! - `cloudflare` (wasm32 only): the Worker entry and its edge cache, the
 //!   Durable Object (shared state, effects and outbox, SSE pump, fork roles),
 //!   live readers, the isolate's memory budget, the fork protocol between
-//!   objects, the SQLite store with its schema versions, request/response
+//!   objects, subscriptions (their object, the pattern index, a stream's
+//!   links, the signing key), the SQLite store with its schema versions, request/response
 //!   conversion and the test-only routes; the only code that uses `worker`.
 
 // Nothing on a request path may panic: a panic resets every Durable Object in

@@ -186,6 +186,15 @@ async fn route(req: Request, env: &Env, ctx: &Context) -> Result<Routed> {
             }
         }
     }
+    if let Some(id) = url.path().strip_prefix("/__test/subscription/") {
+        if test_routes_enabled(env) {
+            let stub = env
+                .durable_object(sub_calls::SUBSCRIPTIONS)?
+                .get_by_name(id)?;
+            let url = format!("https://internal{}", sub_object::TEST_COUNTS);
+            return Ok(Routed::bypass(stub.fetch_with_str(&url).await?));
+        }
+    }
     if url.path() == crate::protocol::multi::ROUTE {
         let response = multi::sse(env, req, &config(env)).await?;
         return Ok(Routed {

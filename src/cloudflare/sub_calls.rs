@@ -107,18 +107,20 @@ pub async fn notify(
     Ok(v.get("linked").and_then(Value::as_bool).unwrap_or(false))
 }
 
-/// Asks `stream`'s object to notify `sub` from now on; its tail.
-pub async fn link(env: &Env, stream: &str, sub: &str) -> worker::Result<String> {
-    let v = call(
-        env,
-        super::BINDING,
-        stream,
-        LINK,
-        json!({ "sub": sub, "path": stream }),
-    )
-    .await?;
+/// The most subscriptions one stream notifies (each append's answer waits
+/// for its notifications): further links are refused.
+pub const MAX_SUBS_PER_STREAM: usize = 100;
+
+/// Asks `stream`'s object to notify `sub` from now on: its tail, or `None`
+/// when the stream has [`MAX_SUBS_PER_STREAM`] subscriptions already.
+pub async fn link(env: &Env, stream: &str, sub: &str) -> worker::Result<Option<String>> {
+    let body = json!({ "sub": sub, "path": stream });
+    let v = call(env, super::BINDING, stream, LINK, body).await?;
+    if v.get("full").and_then(Value::as_bool) == Some(true) {
+        return Ok(None);
+    }
     v.get("tail")
         .and_then(Value::as_str)
-        .map(str::to_string)
+        .map(|t| Some(t.to_string()))
         .ok_or_else(|| worker::Error::RustError("link: no tail".into()))
 }

@@ -17,7 +17,7 @@
 //! answer waits for them).
 
 use super::shared::{now_ms, Shared};
-use super::sub_calls::{self, INDEX_REGISTER, INDEX_UNREGISTER};
+use super::sub_calls::{self, INDEX_REGISTER, INDEX_UNREGISTER, MAX_SUBS_PER_STREAM};
 use crate::engine::store::Store;
 use crate::engine::subscription::ZERO;
 use serde_json::{json, Value};
@@ -62,6 +62,23 @@ impl Shared {
             .unwrap_or_else(|| ZERO.to_string())
     }
 
+    /// Whether `sub` is linked, or one more link fits ([`MAX_SUBS_PER_STREAM`]).
+    fn sub_link_room(&self, sql: &worker::SqlStorage, sub: &str) -> Result<bool> {
+        let rows: Vec<Vec<V>> = sql
+            .exec(
+                "SELECT (SELECT count(*) FROM sub_links), \
+                 (SELECT count(*) FROM sub_links WHERE sub_id = ?)",
+                vec![V::String(sub.into())],
+            )?
+            .raw()
+            .collect::<Result<_>>()?;
+        let n = |i: usize| match rows.first().and_then(|r| r.get(i)) {
+            Some(V::Integer(n)) => usize::try_from(*n).unwrap_or(usize::MAX),
+            _ => 0,
+        };
+        Ok(n(1) > 0 || n(0) < MAX_SUBS_PER_STREAM)
+    }
+
     /// `/__internal/sub/link` from a subscription (§6.2, §6.4): notify it
     /// from now on; answers the tail it is linked at.
     pub fn sub_link(&self, body: &[u8]) -> Result<Response> {
@@ -73,6 +90,9 @@ impl Shared {
             return Response::error("bad link", 400);
         };
         let sql = self.sub_tables()?;
+        if !self.sub_link_room(&sql, sub)? {
+            return Response::from_json(&json!({ "full": true }));
+        }
         let tail = self.live_tail()?;
         let at = tail.clone().unwrap_or_else(|| ZERO.to_string());
         sql.exec(
@@ -154,7 +174,11 @@ impl Shared {
                 .into_iter()
                 .flatten()
             {
-                if let Some(id) = id.as_str() {
+                let room = match id.as_str() {
+                    Some(id) => self.sub_link_room(&sql, id)?,
+                    None => false,
+                };
+                if let (true, Some(id)) = (room, id.as_str()) {
                     sql.exec(
                         "INSERT OR IGNORE INTO sub_links (sub_id, since) VALUES (?, ?)",
                         vec![V::String(id.into()), V::String(before.into())],

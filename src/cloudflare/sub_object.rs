@@ -15,7 +15,7 @@ use crate::engine::subscription::{Delivery, Due, Head, Link, Sub};
 use crate::protocol::subscription::{self as wire, route, Action, Route, SubError, PREFIX};
 use futures_util::future::{select, Either};
 use serde_json::{json, Value};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::time::Duration;
 use worker::{
     durable_object, DurableObject, Env, Fetch, Method, Request, RequestInit, Response, Result,
@@ -37,7 +37,15 @@ pub struct SubscriptionObject {
     env: Env,
     /// `Some(None)`: loaded, no subscription.
     sub: RefCell<Option<Option<Sub>>>,
+    /// The alarm is running: it arms the next one itself when done.
+    in_alarm: Cell<bool>,
+    /// Requests and alarms in this object's life (the test route reads them).
+    requests: Cell<u64>,
+    alarms: Cell<u64>,
 }
+
+/// The test-only counters path (served when `TEST_ROUTES` is `1`).
+pub const TEST_COUNTS: &str = "/__test/counts";
 
 fn now_ms() -> u64 {
     worker::Date::now().as_millis()
@@ -149,6 +157,14 @@ impl SubscriptionObject {
         })?;
         let next = self.next_alarm(&sub);
         *self.sub.borrow_mut() = Some(Some(sub));
+        if !self.in_alarm.get() {
+            self.arm(next).await?;
+        }
+        Ok(())
+    }
+
+    /// Sets the alarm for `next` unless an earlier one is pending.
+    async fn arm(&self, next: Option<u64>) -> Result<()> {
         if let Some(at) = next.map(|t| t.max(now_ms())) {
             let storage = self.state.storage();
             let current = storage.get_alarm().await?;
@@ -225,12 +241,23 @@ impl SubscriptionObject {
     ) -> std::result::Result<Vec<(String, String)>, SubError> {
         let calls = streams.iter().map(|s| sub_calls::link(&self.env, s, id));
         let tails = futures_util::future::join_all(calls).await;
+        let full = |s: &str| {
+            SubError::new(
+                409,
+                "STREAM_SUBSCRIPTIONS_FULL",
+                format!(
+                    "stream {s} has {} subscriptions already",
+                    sub_calls::MAX_SUBS_PER_STREAM
+                ),
+            )
+        };
         streams
             .iter()
             .zip(tails)
-            .map(|(s, t)| {
-                t.map(|t| (s.clone(), t))
-                    .map_err(|_| unavailable("a stream could not be linked; retry"))
+            .map(|(s, t)| match t {
+                Ok(Some(t)) => Ok((s.clone(), t)),
+                Ok(None) => Err(full(s)),
+                Err(_) => Err(unavailable("a stream could not be linked; retry")),
             })
             .collect()
     }
@@ -303,6 +330,7 @@ impl SubscriptionObject {
         let mut failed = false;
         let mut linked: Vec<(String, String)> = Vec::new();
         let mut next = sub.head.backfill.clone();
+        let mut full = 0u64;
         if !indexed {
             match sub_calls::index(
                 &self.env,
@@ -346,7 +374,8 @@ impl SubscriptionObject {
                     .await;
                     for (p, t) in fresh.into_iter().zip(tails) {
                         match t {
-                            Ok(t) => linked.push((p, t)),
+                            Ok(Some(t)) => linked.push((p, t)),
+                            Ok(None) => full += 1,
                             Err(e) => {
                                 worker::console_error!(
                                     "subscription {id}: link {p} failed ({e}); retried"
@@ -369,6 +398,7 @@ impl SubscriptionObject {
             return Ok(());
         };
         sub.head.indexed = indexed;
+        sub.head.refused = sub.head.refused.saturating_add(full);
         for (p, t) in &linked {
             if sub.head.config.wake_stream.as_deref() != Some(p.as_str()) {
                 sub.link(p, false, t);
@@ -723,11 +753,35 @@ impl SubscriptionObject {
         }
     }
 
-    /// What the alarm owes: lease expiry, set-up, deliveries (bounded).
+    /// The alarm: [`Self::steps`], then the next alarm for what is owed
+    /// then (a request arriving meanwhile arms for itself once the flag is
+    /// down, so nothing it adds is missed).
     async fn work(&self) -> Result<()> {
+        self.in_alarm.set(true);
+        let done = self.steps().await;
+        self.in_alarm.set(false);
+        let more = done?;
+        let next = match self.load()? {
+            Some(sub) => self.next_alarm(&sub),
+            None => None,
+        };
+        let next = if more { Some(now_ms()) } else { next };
+        if let Some(at) = next {
+            let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(at.max(now_ms()) as f64));
+            self.state
+                .storage()
+                .set_alarm(worker::ScheduledTime::new(date))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// What the alarm owes: lease expiry, set-up, deliveries (bounded).
+    /// `Ok(true)`: more is owed at once.
+    async fn steps(&self) -> Result<bool> {
         for _ in 0..ALARM_STEPS {
             let Some(mut sub) = self.load()? else {
-                return Ok(());
+                return Ok(false);
             };
             let now = now_ms();
             sub.tick(now, &mut new_id);
@@ -741,14 +795,14 @@ impl SubscriptionObject {
             let due = sub.due(now);
             self.save(sub.clone()).await?;
             match due {
-                None => return Ok(()),
+                None => return Ok(false),
                 Some(Due::Webhook {
                     generation,
                     wake_id,
                 }) => {
                     let result = self.deliver(&sub, generation, &wake_id).await;
                     let Some(mut fresh) = self.load()? else {
-                        return Ok(());
+                        return Ok(false);
                     };
                     fresh.after_webhook(
                         generation,
@@ -765,17 +819,14 @@ impl SubscriptionObject {
                 }) => {
                     let ok = self.wake_event(&sub, &stream).await;
                     let Some(mut fresh) = self.load()? else {
-                        return Ok(());
+                        return Ok(false);
                     };
                     fresh.after_wake_event(&wake_id, ok, now_ms(), jitter());
                     self.save(fresh).await?;
                 }
             }
         }
-        // More is owed: come back at once.
-        let storage = self.state.storage();
-        let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(now_ms() as f64));
-        storage.set_alarm(worker::ScheduledTime::new(date)).await
+        Ok(true)
     }
 }
 
@@ -785,11 +836,19 @@ impl DurableObject for SubscriptionObject {
             state,
             env,
             sub: RefCell::new(None),
+            in_alarm: Cell::new(false),
+            requests: Cell::new(0),
+            alarms: Cell::new(0),
         }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         let path = req.path();
+        if path == TEST_COUNTS {
+            let counts = json!({ "requests": self.requests.get(), "alarms": self.alarms.get() });
+            return answer(200, &counts);
+        }
+        self.requests.set(self.requests.get() + 1);
         let result = if path == NOTIFY {
             let body: Value = serde_json::from_str(&req.text().await?).unwrap_or(Value::Null);
             self.notify(&body).await
@@ -806,6 +865,7 @@ impl DurableObject for SubscriptionObject {
     }
 
     async fn alarm(&self) -> Result<Response> {
+        self.alarms.set(self.alarms.get() + 1);
         if let Err(e) = self.work().await {
             worker::console_error!("subscription alarm: {e}");
             *self.sub.borrow_mut() = None;
