@@ -21,6 +21,7 @@
 //!   - `sse`: SSE event framing, base64, UTF-8-safe cuts (§5.8).
 //!   - `path`: stream path validation and canonical names (§12.2).
 //!   - `query`: `offset`, `live`, `cursor` parsing (§5.6–§5.8).
+//!   - `retention`: retention policy headers, deployment defaults and ceilings.
 //!   - `auth`: access tokens, scopes, globs and glob coverage (§12.1).
 //!   - `subscription`: the `__ds` routes, subscription bodies, webhook URL checks (§6, §7, §12.8).
 //!   - `error`: the one `ProtocolError` enum and its status/code/header view.
@@ -36,6 +37,7 @@
 //!   - `fork`, `fork_create`, `source`: forks (§4.2): the pure part, the fork's
 //!     side and the source's side of the protocol between objects.
 //!   - `wire`: the messages between a fork's object and its source's.
+//!   - `retention`: which whole units a trim step drops (bounded steps).
 //!   - `subscription`: one subscription's state machine: links, wakes, leases,
 //!     webhook retries, pull-wake claims, fencing (§7).
 //!   - `request`, `response`, `decision`, `failure`: neutral types and helpers.

@@ -22,6 +22,7 @@ pub mod read;
 pub mod request;
 pub mod response;
 pub mod resume;
+pub mod retention;
 pub mod service;
 pub mod source;
 pub mod state;

@@ -40,6 +40,8 @@ pub enum Invalid {
     MultiStreams,
     MultiLive,
     MultiLastEventId,
+    Retention,
+    RetentionCeiling,
 }
 
 impl Invalid {
@@ -141,6 +143,14 @@ impl Invalid {
             MultiLastEventId => (
                 "INVALID_OFFSET",
                 "Last-Event-ID must list one offset per stream, comma-separated",
+            ),
+            Retention => (
+                "INVALID_RETENTION",
+                "Stream-Retention-Max-Age, -Max-Bytes and -Max-Messages must be positive decimal integers",
+            ),
+            RetentionCeiling => (
+                "INVALID_RETENTION",
+                "a Stream-Retention-* value is above this deployment's ceiling (RETENTION_MAX_*)",
             ),
         }
     }

@@ -14,5 +14,6 @@ pub mod offset;
 pub mod path;
 pub mod producer;
 pub mod query;
+pub mod retention;
 pub mod sse;
 pub mod subscription;
