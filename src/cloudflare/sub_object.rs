@@ -222,9 +222,10 @@ impl SubscriptionObject {
     }
 
     async fn describe(&self, sub: &Sub, status: u16) -> Result<Response> {
-        let created = chrono::DateTime::from_timestamp_millis(sub.head.created_ms as i64)
-            .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
-            .unwrap_or_default();
+        let created: String =
+            js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(sub.head.created_ms as f64))
+                .to_iso_string()
+                .into();
         let signing = if sub.head.config.webhook_url.is_some() {
             self.signing_metadata(sub).await
         } else {
