@@ -15,11 +15,11 @@ use worker::wasm_bindgen_futures::JsFuture;
 
 #[wasm_bindgen]
 extern "C" {
-    /// `SubtleCrypto`, the two methods used here.
-    type Subtle;
+    /// `SubtleCrypto`, the methods used here and by `signing.rs`.
+    pub(super) type Subtle;
 
     #[wasm_bindgen(method, catch, js_name = importKey)]
-    fn import_key(
+    pub(super) fn import_key(
         this: &Subtle,
         format: &str,
         key: &JsValue,
@@ -29,11 +29,33 @@ extern "C" {
     ) -> Result<Promise, JsValue>;
 
     #[wasm_bindgen(method, catch)]
-    fn verify(
+    pub(super) fn verify(
         this: &Subtle,
         algorithm: &JsValue,
         key: &JsValue,
         signature: &Uint8Array,
+        data: &Uint8Array,
+    ) -> Result<Promise, JsValue>;
+
+    #[wasm_bindgen(method, catch, js_name = exportKey)]
+    pub(super) fn export_key(
+        this: &Subtle,
+        format: &str,
+        key: &JsValue,
+    ) -> Result<Promise, JsValue>;
+
+    #[wasm_bindgen(method, catch)]
+    pub(super) fn sign(
+        this: &Subtle,
+        algorithm: &JsValue,
+        key: &JsValue,
+        data: &Uint8Array,
+    ) -> Result<Promise, JsValue>;
+
+    #[wasm_bindgen(method, catch)]
+    pub(super) fn digest(
+        this: &Subtle,
+        algorithm: &str,
         data: &Uint8Array,
     ) -> Result<Promise, JsValue>;
 }
@@ -43,7 +65,7 @@ thread_local! {
     static KEYS: RefCell<HashMap<Candidate, JsValue>> = RefCell::new(HashMap::new());
 }
 
-fn subtle() -> Result<Subtle, JsValue> {
+pub(super) fn subtle() -> Result<Subtle, JsValue> {
     let crypto = Reflect::get(&js_sys::global(), &JsValue::from_str("crypto"))?;
     Ok(Reflect::get(&crypto, &JsValue::from_str("subtle"))?.unchecked_into())
 }

@@ -219,6 +219,7 @@ impl DurableObject for StreamObject {
             fanning: Cell::new(false),
             socket_count: Cell::new(None),
             fan_again: Cell::new(false),
+            sub_tables_ready: Cell::new(false),
         });
         StreamObject { shared }
     }

@@ -44,6 +44,9 @@ pub struct Shared {
     /// first needed after a wake: then counted once from the runtime).
     pub socket_count: Cell<Option<u64>>,
     pub fan_again: Cell<bool>,
+    /// The subscription tables exist (created once per object life, not on
+    /// every append).
+    pub sub_tables_ready: Cell<bool>,
 }
 
 pub fn now_ms() -> u64 {

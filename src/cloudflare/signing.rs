@@ -8,12 +8,12 @@
 //! as PKCS #8 PEM (`openssl genpkey -algorithm ed25519`). Imported once per
 //! isolate.
 
+use super::crypto::subtle;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use js_sys::{Array, Object, Promise, Reflect, Uint8Array};
+use js_sys::{Array, Object, Reflect, Uint8Array};
 use serde_json::{json, Value};
 use std::rc::Rc;
-use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::Env;
@@ -24,44 +24,6 @@ pub const SECRET: &str = "SUBSCRIPTION_SIGNING_KEY";
 const PKCS8_PREFIX: [u8; 16] = [
     0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
 ];
-
-#[wasm_bindgen]
-extern "C" {
-    type Subtle;
-
-    #[wasm_bindgen(method, catch, js_name = importKey)]
-    fn import_key(
-        this: &Subtle,
-        format: &str,
-        key: &JsValue,
-        algorithm: &JsValue,
-        extractable: bool,
-        usages: &Array,
-    ) -> Result<Promise, JsValue>;
-
-    #[wasm_bindgen(method, catch, js_name = exportKey)]
-    fn export_key(this: &Subtle, format: &str, key: &JsValue) -> Result<Promise, JsValue>;
-
-    #[wasm_bindgen(method, catch)]
-    fn sign(
-        this: &Subtle,
-        algorithm: &JsValue,
-        key: &JsValue,
-        data: &Uint8Array,
-    ) -> Result<Promise, JsValue>;
-
-    #[wasm_bindgen(method, catch)]
-    fn verify(
-        this: &Subtle,
-        algorithm: &JsValue,
-        key: &JsValue,
-        signature: &Uint8Array,
-        data: &Uint8Array,
-    ) -> Result<Promise, JsValue>;
-
-    #[wasm_bindgen(method, catch)]
-    fn digest(this: &Subtle, algorithm: &str, data: &Uint8Array) -> Result<Promise, JsValue>;
-}
 
 /// The imported key pair.
 pub struct Signer {
@@ -78,10 +40,6 @@ thread_local! {
 
 fn crypto() -> Result<JsValue, JsValue> {
     Reflect::get(&js_sys::global(), &JsValue::from_str("crypto"))
-}
-
-fn subtle() -> Result<Subtle, JsValue> {
-    Ok(Reflect::get(&crypto()?, &JsValue::from_str("subtle"))?.unchecked_into())
 }
 
 fn ed25519() -> Result<JsValue, JsValue> {

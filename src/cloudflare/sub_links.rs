@@ -33,6 +33,9 @@ pub fn enabled(env: &worker::Env) -> bool {
 impl Shared {
     fn sub_tables(&self) -> Result<worker::SqlStorage> {
         let sql = self.state.storage().sql();
+        if self.sub_tables_ready.get() {
+            return Ok(sql);
+        }
         sql.exec(
             "CREATE TABLE IF NOT EXISTS sub_links (sub_id TEXT PRIMARY KEY, since TEXT NOT NULL)",
             None,
@@ -42,6 +45,7 @@ impl Shared {
              registered INTEGER NOT NULL, owed INTEGER NOT NULL)",
             None,
         )?;
+        self.sub_tables_ready.set(true);
         Ok(sql)
     }
 

@@ -43,6 +43,15 @@ impl Link {
     pub fn pending(&self) -> bool {
         self.tail > self.acked
     }
+
+    /// As responses name it: `explicit` takes precedence (§6.1).
+    pub fn link_type(&self) -> &'static str {
+        if self.explicit {
+            "explicit"
+        } else {
+            "glob"
+        }
+    }
 }
 
 /// The wake in flight.
@@ -521,7 +530,7 @@ impl Sub {
             .map(|(path, l)| {
                 json!({
                     "path": path,
-                    "link_type": if l.explicit { "explicit" } else { "glob" },
+                    "link_type": l.link_type(),
                     "acked_offset": l.acked,
                     "tail_offset": l.tail,
                     "has_pending": l.pending(),
@@ -588,7 +597,7 @@ impl Sub {
             .map(|(path, l)| {
                 json!({
                     "path": path,
-                    "link_type": if l.explicit { "explicit" } else { "glob" },
+                    "link_type": l.link_type(),
                     "acked_offset": l.acked,
                 })
             })
