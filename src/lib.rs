@@ -38,6 +38,7 @@
 //!     side and the source's side of the protocol between objects.
 //!   - `wire`: the messages between a fork's object and its source's.
 //!   - `retention`: which whole units a trim step drops (bounded steps).
+//!   - `trim`: one trim step over the store (units from rows, the Trim commit).
 //!   - `subscription`: one subscription's state machine: links, wakes, leases,
 //!     webhook retries, pull-wake claims, fencing (§7).
 //!   - `request`, `response`, `decision`, `failure`: neutral types and helpers.

@@ -29,9 +29,9 @@ static ALLOC: Counting = Counting;
 /// peak allocation stays within three times the body, not tens of bytes per message.
 #[test]
 fn json_flattening_is_one_pass() {
-    use durable_streams_edge::engine::body::chunks_for;
+    use durable_streams_edge::engine::body::{chunks_for, Layout as RowLayout};
     use durable_streams_edge::protocol::content_type::ContentType;
-    use durable_streams_edge::protocol::json::JsonBody;
+    use durable_streams_edge::protocol::json::{JsonBody, Packing};
     let n = 4 * 1024 * 1024;
     let mut body = Vec::with_capacity(2 * n + 1);
     body.push(b'[');
@@ -45,8 +45,15 @@ fn json_flattening_is_one_pass() {
     let json = ContentType::parse("application/json").unwrap();
     let base = CURRENT.load(Ordering::Relaxed);
     PEAK.store(base, Ordering::Relaxed);
-    let (chunks, len) =
-        chunks_for(&json, &body, JsonBody::Append, 0, 1024 * 1024, u64::MAX).unwrap();
+    let layout = RowLayout {
+        start: 0,
+        row_bytes: 1024 * 1024,
+        max_messages: u64::MAX,
+        packing: Packing::Shared,
+        at_ms: 0,
+        count: 0,
+    };
+    let (chunks, len) = chunks_for(&json, &body, JsonBody::Append, &layout).unwrap();
     let peak = PEAK.load(Ordering::Relaxed) - base;
     assert_eq!(len, 2 * n as u64);
     assert_eq!(chunks.len(), 8);

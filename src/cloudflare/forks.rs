@@ -75,10 +75,14 @@ async fn call(
 pub struct Refused(pub Neutral);
 
 async fn refused(mut r: worker::Response) -> Refused {
+    use crate::protocol::headers as h;
     let body = r.bytes().await.unwrap_or_default();
     let mut n = Neutral::new(r.status_code()).body(body);
-    if let Ok(Some(ct)) = r.headers().get("content-type") {
-        n = n.header(crate::protocol::headers::CONTENT_TYPE, ct);
+    // The content type, and where a trimmed source's data now begins.
+    for name in [h::CONTENT_TYPE, h::STREAM_EARLIEST_OFFSET] {
+        if let Ok(Some(v)) = r.headers().get(name) {
+            n = n.header(name, v);
+        }
     }
     Refused(n.finish())
 }

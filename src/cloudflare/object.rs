@@ -287,7 +287,7 @@ impl DurableObject for StreamObject {
         shared.recover().await;
         shared.deliver_outbox().await?;
         shared.prune_producers();
-        let next = lifecycle::on_alarm(&shared.store, now_ms())?;
+        let next = lifecycle::on_alarm(&shared.store, now_ms(), &shared.config)?;
         shared.sync_owed().await;
         // An expired stream is gone (or soft-deleted): its readers re-check.
         shared.effects(true, next).await;

@@ -7,7 +7,9 @@
 //! arms one fault (see [`Fault`]); `POST ?schema-version=N` makes the stored
 //! schema look like version `N` (see `sql_store::schema::pretend_version`);
 //! `POST ?drop-sockets` closes every socket reader's socket with 1012, as a
-//! restart of the object would (bridged readers reconnect).
+//! restart of the object would (bridged readers reconnect); `POST
+//! ?alarm-ahead=MS` runs the alarm's work (a retention trim step) as if `MS`
+//! later and answers the chunk rows before and after.
 
 use super::faults::Fault;
 use super::shared::Shared;
@@ -29,6 +31,22 @@ pub async fn handle(shared: &Shared, req: &Request) -> Result<Response> {
         return Response::empty();
     }
     shared.ready()?;
+    let ahead = url
+        .query_pairs()
+        .find(|(k, _)| k == "alarm-ahead")
+        .and_then(|(_, v)| v.parse::<u64>().ok());
+    if let (true, Some(ms)) = (post, ahead) {
+        // The alarm's work (one retention trim step) as if `ms` later.
+        let before = shared.store.chunk_rows()?;
+        let now = super::shared::now_ms().saturating_add(ms);
+        let next = crate::engine::lifecycle::on_alarm(&shared.store, now, &shared.config)?;
+        let body = serde_json::json!({
+            "rowsBefore": before,
+            "rowsAfter": shared.store.chunk_rows()?,
+            "next": next,
+        });
+        return Response::from_json(&body);
+    }
     if post && url.query_pairs().any(|(k, _)| k == "drop-sockets") {
         for ws in shared.state.as_raw().get_websockets()? {
             let _ = ws.close_with_code_and_reason(1012, "test: dropped");

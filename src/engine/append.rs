@@ -15,7 +15,7 @@
 //! 8. JSON validation and flattening (400, `[]` → 400);
 //! 9. one commit: chunks, tail, closure, `Stream-Seq` and producer state.
 
-use super::body::{advance, check_size, chunks_for};
+use super::body::{advance, check_size, chunks_for, Layout};
 use super::ctx::Ctx;
 use super::decision::Decision;
 use super::producer::{check, ProducerCheck};
@@ -149,12 +149,11 @@ pub fn decide(
         &meta.content_type,
         input.body,
         JsonBody::Append,
-        meta.tail.position(),
-        ctx.config.row_bytes,
-        ctx.config.max_append_messages,
+        &Layout::append(meta, ctx),
     )?;
     let mut next = meta.clone();
     next.tail = advance(meta.tail, len)?;
+    next.tail_count = chunks.last().map_or(meta.tail_count, |c| c.count);
     next.last_access_ms = ctx.now_ms;
     if input.seq.is_some() {
         next.last_stream_seq = input.seq.clone();

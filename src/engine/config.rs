@@ -5,6 +5,8 @@
 //! can turn a timer into a hot loop (timers above 2^31 ms fire at once) or a
 //! limit into an isolate-sized allocation.
 
+use crate::protocol::retention::{Limits, Retention};
+
 /// The engine's configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
@@ -48,6 +50,13 @@ pub struct Config {
     /// socket to the stream's object (the bridge); 0: they wait as requests
     /// held in the object (the earlier design, kept for comparison).
     pub live_bridge: u64,
+    /// Retention defaults and ceilings (`protocol::retention`); 0: none.
+    pub retention_default_max_age_s: u64,
+    pub retention_default_max_bytes: u64,
+    pub retention_default_max_messages: u64,
+    pub retention_max_age_s: u64,
+    pub retention_max_bytes: u64,
+    pub retention_max_messages: u64,
 }
 
 impl Default for Config {
@@ -69,6 +78,12 @@ impl Default for Config {
             max_readers_per_stream: 0,
             max_inflight_append_bytes: 0,
             live_bridge: 0,
+            retention_default_max_age_s: 0,
+            retention_default_max_bytes: 0,
+            retention_default_max_messages: 0,
+            retention_max_age_s: 0,
+            retention_max_bytes: 0,
+            retention_max_messages: 0,
         };
         for v in VARS {
             *(v.field)(&mut c) = v.default;
@@ -91,7 +106,7 @@ const DAY_S: u64 = 86_400;
 
 /// Every variable, as set in wrangler.toml `[vars]` or the environment.
 #[rustfmt::skip]
-pub const VARS: [Var; 16] = [
+pub const VARS: [Var; 22] = [
     Var { name: "LONG_POLL_TIMEOUT_MS", default: 20_000, min: 1, max: 300_000, field: |c| &mut c.long_poll_timeout_ms },
     Var { name: "SSE_MAX_LIFETIME_MS", default: 60_000, min: 1, max: 3_600_000, field: |c| &mut c.sse_max_lifetime_ms },
     Var { name: "SSE_KEEPALIVE_MS", default: 15_000, min: 100, max: 600_000, field: |c| &mut c.sse_keepalive_ms },
@@ -109,9 +124,36 @@ pub const VARS: [Var; 16] = [
     Var { name: "MAX_READERS_PER_STREAM", default: 2_000, min: 1, max: 32_768, field: |c| &mut c.max_readers_per_stream },
     Var { name: "MAX_INFLIGHT_APPEND_BYTES", default: 24 * MIB, min: MIB, max: 96 * MIB, field: |c| &mut c.max_inflight_append_bytes },
     Var { name: "LIVE_BRIDGE", default: 1, min: 0, max: 1, field: |c| &mut c.live_bridge },
+    // Retention: 0 is "none". The byte ceiling keeps every stream below a
+    // Durable Object's 10 GB of storage, trimmed rather than failing.
+    Var { name: "RETENTION_DEFAULT_MAX_AGE_S", default: 0, min: 0, max: MAX_SAFE, field: |c| &mut c.retention_default_max_age_s },
+    Var { name: "RETENTION_DEFAULT_MAX_BYTES", default: 0, min: 0, max: MAX_SAFE, field: |c| &mut c.retention_default_max_bytes },
+    Var { name: "RETENTION_DEFAULT_MAX_MESSAGES", default: 0, min: 0, max: MAX_SAFE, field: |c| &mut c.retention_default_max_messages },
+    Var { name: "RETENTION_MAX_AGE_S", default: 0, min: 0, max: MAX_SAFE, field: |c| &mut c.retention_max_age_s },
+    Var { name: "RETENTION_MAX_BYTES", default: 8 * 1024 * MIB, min: 0, max: MAX_SAFE, field: |c| &mut c.retention_max_bytes },
+    Var { name: "RETENTION_MAX_MESSAGES", default: 0, min: 0, max: MAX_SAFE, field: |c| &mut c.retention_max_messages },
 ];
 
+const MAX_SAFE: u64 = crate::protocol::offset::MAX_SAFE_INTEGER;
+
 impl Config {
+    /// The deployment's retention defaults and ceilings.
+    pub fn retention_limits(&self) -> Limits {
+        let some = |v: u64| (v > 0).then_some(v);
+        Limits {
+            default: Retention {
+                max_age_s: some(self.retention_default_max_age_s),
+                max_bytes: some(self.retention_default_max_bytes),
+                max_messages: some(self.retention_default_max_messages),
+            },
+            ceiling: Retention {
+                max_age_s: some(self.retention_max_age_s),
+                max_bytes: some(self.retention_max_bytes),
+                max_messages: some(self.retention_max_messages),
+            },
+        }
+    }
+
     /// Builds the configuration from a variable lookup: a missing or
     /// malformed value keeps its default, anything else is clamped into
     /// the variable's range.

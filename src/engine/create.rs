@@ -4,12 +4,13 @@
 //! Order: headers parse (content type, TTL/Expires-At, closed flag, fork
 //! headers; 400s), then the size limit (413), then, for an existing stream,
 //! the idempotency comparison (content type by essence, the same expiry
-//! policy, the same closure status, the same fork configuration: 200 or
+//! policy, the same closure status, the same fork configuration, every
+//! retention header sent equal to the stored policy: 200 or
 //! 409; a soft-deleted path is 409; the body is never appended on 200).
 //! A new plain stream is created here (201); a new fork first needs its
 //! source's answer ([`super::fork::Acquired`]), then [`finish_fork`].
 
-use super::body::{advance, check_size, chunks_for};
+use super::body::{advance, check_size, chunks_for, Layout};
 use super::ctx::Ctx;
 use super::decision::Decision;
 use super::fork::{inherit_expiry, Acquired, ForkInput};
@@ -23,6 +24,7 @@ use crate::protocol::expiry::Expiry;
 use crate::protocol::headers as h;
 use crate::protocol::json::JsonBody;
 use crate::protocol::offset::Offset;
+use crate::protocol::retention::Retention;
 
 /// A parsed PUT.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +34,10 @@ pub struct CreateInput<'a> {
     pub expiry: Expiry,
     pub closed: bool,
     pub fork: Option<ForkInput>,
+    /// The retention headers as sent, and the policy they give under the
+    /// deployment's defaults and ceilings.
+    pub retention_asked: Retention,
+    pub retention: Retention,
     pub body: &'a [u8],
 }
 
@@ -48,12 +54,20 @@ impl<'a> CreateInput<'a> {
             req.header(h::STREAM_FORK_OFFSET),
             req.header(h::STREAM_FORK_SUB_OFFSET),
         )?;
+        let retention_asked = Retention::from_headers(
+            req.header(h::STREAM_RETENTION_MAX_AGE),
+            req.header(h::STREAM_RETENTION_MAX_BYTES),
+            req.header(h::STREAM_RETENTION_MAX_MESSAGES),
+        )?;
+        let retention = retention_asked.within(&ctx.config.retention_limits())?;
         check_size(&req.body, ctx.config.max_append_bytes)?;
         Ok(CreateInput {
             content_type,
             expiry,
             closed: req.stream_closed(),
             fork,
+            retention_asked,
+            retention,
             body: &req.body,
         })
     }
@@ -76,7 +90,11 @@ impl<'a> CreateInput<'a> {
         } else {
             !inherited && meta.expiry.same_policy(&self.expiry)
         };
-        fork_ok && ct_ok && expiry_ok && meta.closed == self.closed
+        fork_ok
+            && ct_ok
+            && expiry_ok
+            && meta.closed == self.closed
+            && self.retention_asked.agrees(&meta.retention)
     }
 }
 
@@ -112,12 +130,11 @@ fn new_stream(
         &meta.content_type,
         input.body,
         JsonBody::Create,
-        start.position(),
-        ctx.config.row_bytes,
-        ctx.config.max_append_messages,
+        &Layout::append(&meta, ctx),
     )?;
     let meta = StreamMeta {
         tail: advance(start, len)?,
+        tail_count: chunks.last().map_or(0, |c| c.count),
         ..meta
     };
     let response = described(201, &meta).header(h::LOCATION, url);
@@ -144,6 +161,7 @@ struct Fresh {
     expiry: Expiry,
     closed: bool,
     tail: Offset,
+    retention: Retention,
 }
 
 fn base_meta(ctx: &Ctx, f: Fresh) -> StreamMeta {
@@ -160,6 +178,10 @@ fn base_meta(ctx: &Ctx, f: Fresh) -> StreamMeta {
         last_stream_seq: None,
         fork: None,
         soft_deleted: false,
+        retention: f.retention,
+        earliest: Offset::ZERO,
+        earliest_count: 0,
+        tail_count: 0,
     }
 }
 
@@ -179,6 +201,7 @@ pub fn create_plain(
         expiry: input.expiry.clone(),
         closed: input.closed,
         tail: Offset::ZERO,
+        retention: input.retention,
     };
     new_stream(base_meta(ctx, fresh), input, url, ctx, None)
 }
@@ -206,6 +229,7 @@ pub fn finish_fork(
         expiry,
         closed: input.closed,
         tail: acquired.point,
+        retention: input.retention,
     };
     let point = acquired.point.position();
     let mut ancestors: Vec<(u64, u64)> = acquired

@@ -256,6 +256,8 @@ pub fn slice_chunks<S: Store>(
             // Cut at `to` (the reading fork's point), the data ends there as
             // far as that fork can see: a unit boundary for its sub-offsets.
             append_end: (b == c.data.len() && c.append_end) || hi == to,
+            at_ms: c.at_ms,
+            count: c.count,
         };
         total += piece.data.len() as u64;
         out.push(piece);
@@ -297,6 +299,15 @@ impl<S: Store> Store for Layered<'_, S> {
     }
     fn commit(&self, commit: Commit) -> Result<(), S::Error> {
         self.own.commit(commit)
+    }
+    /// Only the fork's own rows are trimmed (`engine::trim`).
+    fn oldest(
+        &self,
+        from: u64,
+        limit: usize,
+        visit: &mut dyn FnMut(super::store::RowInfo) -> ControlFlow<()>,
+    ) -> Result<(), S::Error> {
+        self.own.oldest(from, limit, visit)
     }
 
     fn scan(

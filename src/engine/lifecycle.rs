@@ -2,10 +2,12 @@
 //! loading its metadata with the expiry check, retiring an expired stream,
 //! renewing a sliding TTL on access, and the alarm's look at the deadline.
 
+use super::config::Config;
 use super::failure::{Failure, StoreResult};
 use super::fork::{self, Need};
 use super::state::{Chunk, StreamMeta};
 use super::store::{Commit, Store};
+use super::trim;
 use crate::protocol::error::ProtocolError;
 use crate::protocol::expiry::Expiry;
 use crate::protocol::offset::Offset;
@@ -82,9 +84,32 @@ pub fn cache_budget_s(meta: &StreamMeta, now_ms: u64) -> Option<u64> {
     }
 }
 
-/// The object's alarm: retires an expired stream, or says when to look again.
-pub fn on_alarm<S: Store>(store: &S, now_ms: u64) -> Result<Option<u64>, S::Error> {
-    Ok(current_meta(store, now_ms)?
-        .filter(|m| !m.soft_deleted)
-        .and_then(|m| m.deadline()))
+/// The object's alarm: retires an expired stream, runs one retention trim
+/// step (`engine::trim`), and says when to look again: the expiry, the next
+/// unit to age out (at most once a second), or at once if the step stopped
+/// at its budget.
+pub fn on_alarm<S: Store>(
+    store: &S,
+    now_ms: u64,
+    config: &Config,
+) -> Result<Option<u64>, S::Error> {
+    let Some(meta) = current_meta(store, now_ms)?.filter(|m| !m.soft_deleted) else {
+        return Ok(None);
+    };
+    let step = trim::step(
+        store,
+        &meta,
+        now_ms,
+        trim::ALARM_STEP_UNITS,
+        trim::unit_rows(config),
+    )?;
+    if let Some(commit) = step.commit {
+        store.commit(commit)?;
+    }
+    let trim_at = if step.more {
+        Some(now_ms)
+    } else {
+        step.next_expiry.map(|t| t.max(now_ms.saturating_add(1000)))
+    };
+    Ok([meta.deadline(), trim_at].into_iter().flatten().min())
 }

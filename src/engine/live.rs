@@ -23,7 +23,8 @@ use crate::protocol::sse::{self, Control};
 /// position the client's offset names in this stream.
 pub fn start_offset(meta: &StreamMeta, param: OffsetParam) -> Result<Offset, ProtocolError> {
     match param {
-        OffsetParam::Start => Ok(Offset::ZERO),
+        // `-1` (or no offset) starts at the earliest retained position.
+        OffsetParam::Start => Ok(meta.earliest),
         OffsetParam::Now => Ok(meta.tail),
         OffsetParam::At(w) => Ok(meta.resolve(w)?),
     }
@@ -221,6 +222,11 @@ pub fn sse_step<S: Store>(
         Err(Failure::Protocol(_)) | Ok(()) => {}
     }
     let encoding = meta.content_type.sse_encoding();
+    if state.offset < meta.earliest {
+        // Trimmed while the reader fell behind: it ends with the reason.
+        let bytes = sse::trimmed_event(&meta.wire(state.offset), &meta.wire(meta.earliest));
+        return Ok(SseStep::Emit { bytes, last: true });
+    }
     if state.offset < meta.tail {
         let Some(slice) = next_batch(store, &meta, state.offset, ctx)? else {
             return Ok(SseStep::End);

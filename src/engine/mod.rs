@@ -28,5 +28,6 @@ pub mod source;
 pub mod state;
 pub mod store;
 pub mod subscription;
+pub mod trim;
 pub mod wire;
 pub mod ws;

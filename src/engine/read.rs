@@ -15,7 +15,7 @@ use super::response::Response;
 use super::state::StreamMeta;
 use super::store::Store;
 use crate::protocol::cache;
-use crate::protocol::error::Invalid;
+use crate::protocol::error::{Invalid, ProtocolError};
 use crate::protocol::headers as h;
 use crate::protocol::json;
 use crate::protocol::offset::Offset;
@@ -39,6 +39,9 @@ pub fn read_range<S: Store>(
 ) -> Result<Slice, Failure<S::Error>> {
     if start > meta.tail {
         return Err(Invalid::Offset.into());
+    }
+    if start < meta.earliest {
+        return Err(trimmed(meta).into());
     }
     let json_mode = meta.content_type.is_json();
     let from = start.position();
@@ -80,6 +83,13 @@ pub fn read_range<S: Store>(
         .filter(|e| *e <= meta.tail)
         .ok_or(Invalid::Offset)?;
     Ok(Slice { start, end, data })
+}
+
+/// The 410 for an offset before the earliest retained one.
+pub fn trimmed(meta: &StreamMeta) -> ProtocolError {
+    ProtocolError::OffsetTrimmed {
+        earliest: meta.wire(meta.earliest),
+    }
 }
 
 /// Checks that a read may start at `start` (on the stream, and in JSON mode
@@ -215,6 +225,11 @@ pub fn head(meta: &StreamMeta) -> Response {
     }
     if meta.closed {
         r = r.header(h::STREAM_CLOSED, "true");
+    }
+    // Retention (an extension): the first readable offset, and the policy.
+    r = r.header(h::STREAM_EARLIEST_OFFSET, meta.wire(meta.earliest));
+    for (name, value) in meta.retention.headers() {
+        r = r.header(name, value);
     }
     r
 }

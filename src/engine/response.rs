@@ -14,12 +14,14 @@ pub struct Response {
 /// Request headers a browser client may send.
 const ALLOW_HEADERS: &str = "content-type, if-none-match, stream-ttl, stream-expires-at, stream-seq, \
 stream-closed, stream-forked-from, stream-fork-offset, stream-fork-sub-offset, producer-id, producer-epoch, \
-producer-seq, authorization, cache-control, last-event-id";
+producer-seq, authorization, cache-control, last-event-id, stream-retention-max-age, stream-retention-max-bytes, \
+stream-retention-max-messages";
 
 /// Response headers a browser client may read.
 const EXPOSE_HEADERS: &str = "content-type, etag, location, retry-after, www-authenticate, stream-next-offset, stream-cursor, \
 stream-up-to-date, stream-closed, stream-ttl, stream-expires-at, stream-sse-data-encoding, producer-epoch, \
-producer-seq, producer-expected-seq, producer-received-seq, x-cache";
+producer-seq, producer-expected-seq, producer-received-seq, x-cache, stream-earliest-offset, \
+stream-retention-max-age, stream-retention-max-bytes, stream-retention-max-messages";
 
 impl Response {
     pub fn new(status: u16) -> Response {

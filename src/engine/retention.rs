@@ -13,6 +13,7 @@
 //! than it must be.
 
 use crate::protocol::retention::Retention;
+use std::ops::ControlFlow;
 
 /// One droppable run of rows, oldest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +56,57 @@ fn must_drop(policy: &Retention, now_ms: u64, held: Retained, u: &Unit) -> bool 
             .is_some_and(|s| u.at_ms.saturating_add(s.saturating_mul(1000)) <= now_ms)
 }
 
+/// A step planned one unit at a time, as the store hands them over (oldest
+/// first): [`Planner::offer`] says whether to hand over the next one.
+#[derive(Debug, Clone)]
+pub struct Planner<'p> {
+    policy: &'p Retention,
+    now_ms: u64,
+    held: Retained,
+    max_units: usize,
+    plan: Plan,
+    /// The oldest unit that stays (when the step saw it).
+    pub kept: Option<Unit>,
+}
+
+impl<'p> Planner<'p> {
+    pub fn new(policy: &'p Retention, now_ms: u64, retained: Retained, max_units: usize) -> Self {
+        Planner {
+            policy,
+            now_ms,
+            held: retained,
+            max_units,
+            plan: Plan::default(),
+            kept: None,
+        }
+    }
+
+    /// Drops `u` if it must go; `Break` once the step is done.
+    pub fn offer(&mut self, u: Unit) -> ControlFlow<()> {
+        if !must_drop(self.policy, self.now_ms, self.held, &u) {
+            self.kept = Some(u);
+            return ControlFlow::Break(());
+        }
+        if self.plan.units as usize >= self.max_units {
+            self.plan.more = true;
+            return ControlFlow::Break(());
+        }
+        let len = u.end.saturating_sub(u.start);
+        self.held.bytes = self.held.bytes.saturating_sub(len);
+        self.held.messages = self.held.messages.saturating_sub(u.messages);
+        let p = &mut self.plan;
+        p.earliest = Some(u.end);
+        p.units += 1;
+        p.bytes += len;
+        p.messages += u.messages;
+        ControlFlow::Continue(())
+    }
+
+    pub fn finish(self) -> Plan {
+        self.plan
+    }
+}
+
 /// Plans one step over `units` (oldest first).
 pub fn plan(
     policy: &Retention,
@@ -63,25 +115,13 @@ pub fn plan(
     units: impl IntoIterator<Item = Unit>,
     max_units: usize,
 ) -> Plan {
-    let mut p = Plan::default();
-    let mut held = retained;
-    for (i, u) in units.into_iter().enumerate() {
-        if !must_drop(policy, now_ms, held, &u) {
-            return p;
+    let mut planner = Planner::new(policy, now_ms, retained, max_units);
+    for u in units {
+        if planner.offer(u).is_break() {
+            break;
         }
-        if i >= max_units {
-            p.more = true;
-            return p;
-        }
-        let len = u.end.saturating_sub(u.start);
-        held.bytes = held.bytes.saturating_sub(len);
-        held.messages = held.messages.saturating_sub(u.messages);
-        p.earliest = Some(u.end);
-        p.units += 1;
-        p.bytes += len;
-        p.messages += u.messages;
     }
-    p
+    planner.finish()
 }
 
 /// When the oldest retained unit ages out (the alarm's next deadline).

@@ -21,7 +21,9 @@ use super::read;
 use super::request::{Method, Request};
 use super::response::Response;
 use super::state::Chunk;
+use super::state::StreamMeta;
 use super::store::{Commit, Store};
+use super::trim;
 use super::ws::WsState;
 use crate::protocol::cache;
 use crate::protocol::error::{Invalid, ProtocolError};
@@ -100,11 +102,51 @@ fn url_path(url: &str) -> &str {
     rest.find('/').map_or("/", |i| rest.get(i..).unwrap_or("/"))
 }
 
+/// The alarm a new stream needs: its expiry, or when its first data ages
+/// out under a max-age policy.
 pub(super) fn created_deadline(decision: &Decision) -> Option<u64> {
     match decision.commit.as_deref() {
-        Some(Commit::Create { meta, .. }) => meta.deadline(),
+        Some(Commit::Create { meta, chunks, .. }) => {
+            let aged = chunks.first().and_then(|c| age_deadline(meta, c.at_ms));
+            [meta.deadline(), aged].into_iter().flatten().min()
+        }
         _ => None,
     }
+}
+
+/// When data appended at `at_ms` ages out of `meta`'s policy, if it can.
+fn age_deadline(meta: &StreamMeta, at_ms: u64) -> Option<u64> {
+    meta.retention
+        .max_age_s
+        .map(|s| at_ms.saturating_add(s.saturating_mul(1000)))
+}
+
+/// After an append to a stream with a retention policy: one bounded trim
+/// step if it is over a size bound (the alarm goes on at once if more is
+/// due), and the alarm for age when the append is the only data retained.
+/// Returns the alarm it needs.
+fn after_append<S: Store>(
+    store: &S,
+    before: &StreamMeta,
+    after: &StreamMeta,
+    ctx: &Ctx,
+) -> Result<Option<u64>, Failure<S::Error>> {
+    let mut alarm = None;
+    if trim::retained(before).bytes == 0 {
+        alarm = age_deadline(after, ctx.now_ms);
+    }
+    if trim::over_size(after) {
+        let unit_rows = trim::unit_rows(ctx.config);
+        let step =
+            trim::step(store, after, ctx.now_ms, trim::APPEND_STEP_UNITS, unit_rows).store()?;
+        if let Some(commit) = step.commit {
+            store.commit(commit).store()?;
+        }
+        if step.more {
+            alarm = Some(ctx.now_ms);
+        }
+    }
+    Ok(alarm)
 }
 
 fn post<S: Store>(store: &S, req: &Request, ctx: &Ctx) -> Result<Outcome, Failure<S::Error>> {
@@ -122,7 +164,19 @@ fn post<S: Store>(store: &S, req: &Request, ctx: &Ctx) -> Result<Outcome, Failur
         None => None,
     };
     let decision = append::decide(&meta, producer_state, input, ctx)?;
-    apply(store, decision, None)
+    let appended = match decision.commit.as_deref() {
+        Some(Commit::Append {
+            meta: after,
+            chunks,
+            ..
+        }) if !chunks.is_empty() && !after.retention.is_none() => Some(after.clone()),
+        _ => None,
+    };
+    let mut outcome = apply(store, decision, None)?;
+    if let Some(after) = appended {
+        outcome.alarm = after_append(store, &meta, &after, ctx)?;
+    }
+    Ok(outcome)
 }
 
 /// Persists a decision's commit, then hands back its response.

@@ -77,6 +77,17 @@ pub fn chunks<S: Store>(
     let Some(start) = Offset::new(from).filter(|o| *o <= meta.tail) else {
         return Ok(Action::Respond(Response::error(&Invalid::Offset.into())));
     };
+    if start < meta.earliest {
+        // This stream's retention trimmed it: the fork answers 410 too,
+        // with the first offset it can read (printed as this stream prints
+        // it, which the fork accepts up to its point).
+        let earliest = meta.earliest.min(Offset::new(to).unwrap_or(meta.earliest));
+        return Ok(Action::Respond(Response::error(
+            &ProtocolError::OffsetTrimmed {
+                earliest: meta.wire(earliest),
+            },
+        )));
+    }
     if let Some(n) = need(&meta, start, inherited) {
         return Ok(Action::NeedInherited(n));
     }
@@ -100,11 +111,4 @@ pub fn release<S: Store>(store: &S, fork_id: &str, ctx: &Ctx) -> Result<Response
         }
     }
     Ok(Response::new(204))
-}
-
-/// The object's alarm: retires an expired stream, or says when to look again.
-pub fn on_alarm<S: Store>(store: &S, now_ms: u64) -> Result<Option<u64>, S::Error> {
-    Ok(current_meta(store, now_ms)?
-        .filter(|m| !m.soft_deleted)
-        .and_then(|m| m.deadline()))
 }

@@ -15,6 +15,7 @@ use crate::protocol::error::Invalid;
 use crate::protocol::expiry::Expiry;
 use crate::protocol::offset::{Offset, WireOffset};
 use crate::protocol::producer::{ProducerTuple, StreamSeq};
+use crate::protocol::retention::Retention;
 
 /// How a fork refers to its source (PROTOCOL.md §4.2). The fork shares the
 /// source's offset space: positions before `point` are read from the source
@@ -64,6 +65,15 @@ pub struct StreamMeta {
     pub fork: Option<ForkLink>,
     /// Deleted while forks still read its data (§4.2): 410 to clients.
     pub soft_deleted: bool,
+    /// The retention policy (`protocol::retention`; none: keep everything).
+    pub retention: Retention,
+    /// Positions before this one were trimmed: reading them is a 410.
+    pub earliest: Offset,
+    /// Messages (JSON mode) or appends of this stream's own data before
+    /// `earliest`, and before `tail` (kept lazily, like the tail: a load
+    /// derives it from the last chunk's [`Chunk::count`]).
+    pub earliest_count: u64,
+    pub tail_count: u64,
 }
 
 impl StreamMeta {
@@ -134,6 +144,7 @@ impl StreamMeta {
                     .saturating_add(self.renewal_interval_ms());
         let lazy_equal = StreamMeta {
             tail: stored.tail,
+            tail_count: stored.tail_count,
             last_access_ms: stored.last_access_ms,
             ..self.clone()
         } == *stored;
@@ -158,6 +169,12 @@ pub struct Chunk {
     /// The chunk ends an append (one POST or PUT body), the unit a fork
     /// sub-offset may not reach past (§4.2).
     pub append_end: bool,
+    /// When its append was committed (ms; retention by age).
+    pub at_ms: u64,
+    /// The stream's own messages (JSON mode) or appends (other types) that
+    /// end at or before this chunk's end, counted from its creation
+    /// (retention by count).
+    pub count: u64,
 }
 
 impl Chunk {
@@ -199,6 +216,8 @@ pub fn chunk_append(
                     head_boundary: byte_stream || i == 0,
                     tail_boundary: byte_stream || i + 1 == n,
                     append_end: false,
+                    at_ms: 0,
+                    count: 0,
                 });
                 pos += piece.len() as u64;
             }
@@ -215,6 +234,8 @@ pub fn chunk_append(
                 head_boundary: true,
                 tail_boundary: true,
                 append_end: false,
+                at_ms: 0,
+                count: 0,
             });
         }
         if let Some(c) = open.as_mut() {
@@ -246,6 +267,10 @@ impl StreamMeta {
             last_stream_seq: None,
             fork: None,
             soft_deleted: false,
+            retention: Retention::default(),
+            earliest: Offset::ZERO,
+            earliest_count: 0,
+            tail_count: 0,
         }
     }
 }

@@ -36,6 +36,31 @@ pub enum OutgoingKind {
     Release,
 }
 
+/// A chunk row as a retention trim sees it: its place, its flags, when it
+/// was appended and the running count at its end (see [`Chunk`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowInfo {
+    pub start: u64,
+    pub end: u64,
+    pub tail_boundary: bool,
+    pub append_end: bool,
+    pub at_ms: u64,
+    pub count: u64,
+}
+
+impl RowInfo {
+    pub fn of(c: &Chunk) -> RowInfo {
+        RowInfo {
+            start: c.start,
+            end: c.end(),
+            tail_boundary: c.tail_boundary,
+            append_end: c.append_end,
+            at_ms: c.at_ms,
+            count: c.count,
+        }
+    }
+}
+
 /// One atomic change to a stream's storage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Commit {
@@ -69,6 +94,10 @@ pub enum Commit {
     Send(Outgoing),
     /// Drop an outgoing message (idempotent).
     Settle { fork_id: String },
+    /// A retention trim (`engine::trim`): write `meta`, whose `earliest`
+    /// moved forward, and drop every chunk that starts before it (whole
+    /// units: none of them reaches past it).
+    Trim { meta: StreamMeta },
     /// Forget producers that have not appended since `idle_before_ms`
     /// (§5.2.1 producer state cleanup), at most `limit` of them.
     PruneProducers { idle_before_ms: u64, limit: u32 },
@@ -86,6 +115,15 @@ pub trait Store {
         &self,
         from: u64,
         visit: &mut dyn FnMut(Chunk) -> ControlFlow<()>,
+    ) -> Result<(), Self::Error>;
+    /// Visits, oldest first, at most `limit` chunk rows starting at or
+    /// after `from`, without their bytes (what a retention trim looks at),
+    /// until `visit` breaks.
+    fn oldest(
+        &self,
+        from: u64,
+        limit: usize,
+        visit: &mut dyn FnMut(RowInfo) -> ControlFlow<()>,
     ) -> Result<(), Self::Error>;
     /// How many forks reference this stream.
     fn refs(&self) -> Result<u64, Self::Error>;
@@ -154,9 +192,12 @@ impl MemStore {
     pub fn reloaded_meta(&self) -> Option<StreamMeta> {
         let inner = self.inner.borrow();
         let mut m = inner.stored.clone()?;
-        if let Some(end) = inner.chunks.values().next_back().map(Chunk::end) {
-            if let Some(t) = crate::protocol::offset::Offset::new(end).filter(|t| *t > m.tail) {
+        if let Some(last) = inner.chunks.values().next_back() {
+            if let Some(t) =
+                crate::protocol::offset::Offset::new(last.end()).filter(|t| *t > m.tail)
+            {
                 m.tail = t;
+                m.tail_count = last.count;
             }
         }
         Some(m)
@@ -211,6 +252,29 @@ impl Store for MemStore {
         };
         for c in chunks {
             if visit(c).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn oldest(
+        &self,
+        from: u64,
+        limit: usize,
+        visit: &mut dyn FnMut(RowInfo) -> ControlFlow<()>,
+    ) -> Result<(), Self::Error> {
+        let rows: Vec<RowInfo> = {
+            let inner = self.inner.borrow();
+            inner
+                .chunks
+                .range(from..)
+                .take(limit)
+                .map(|(_, c)| RowInfo::of(c))
+                .collect()
+        };
+        for r in rows {
+            if visit(r).is_break() {
                 break;
             }
         }
@@ -273,6 +337,11 @@ impl Store for MemStore {
                 }
             }
             Commit::SoftDelete { meta } => inner.store_meta(Some(meta)),
+            Commit::Trim { meta } => {
+                let below = meta.earliest.position();
+                inner.chunks.retain(|start, _| *start >= below);
+                inner.store_meta(Some(meta));
+            }
             Commit::AddRef { fork_path, fork_id } => {
                 inner.refs.insert(fork_id, fork_path);
             }

@@ -51,6 +51,9 @@ pub fn decode_chunks(mut bytes: &[u8]) -> Option<Vec<Chunk>> {
             head_boundary: flags & HEAD != 0,
             tail_boundary: flags & TAIL != 0,
             append_end: flags & APPEND_END != 0,
+            // Inherited data is the source's to trim: no times or counts.
+            at_ms: 0,
+            count: 0,
         });
         bytes = rest.get(len..)?;
     }
@@ -159,6 +162,8 @@ mod tests {
                 head_boundary: true,
                 tail_boundary: false,
                 append_end: false,
+                at_ms: 0,
+                count: 0,
             },
             Chunk {
                 start: 10,
@@ -166,6 +171,8 @@ mod tests {
                 head_boundary: false,
                 tail_boundary: true,
                 append_end: true,
+                at_ms: 0,
+                count: 0,
             },
         ];
         assert_eq!(decode_chunks(&encode_chunks(&chunks)), Some(chunks));
@@ -180,6 +187,8 @@ mod tests {
             head_boundary: true,
             tail_boundary: true,
             append_end: true,
+            at_ms: 0,
+            count: 0,
         }]);
         for cut in 1..bytes.len() {
             assert_eq!(decode_chunks(&bytes[..cut]), None, "cut at {cut}");

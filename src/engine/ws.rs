@@ -15,7 +15,9 @@
 //! batch of a longer backlog: the client sends the text `more` when it wants
 //! the next one, so a slow client paces its own catch-up and the server holds
 //! one batch per reader. A client resumes by reconnecting with the last
-//! `nextOffset`. Pure: the adapter owns the sockets.
+//! `nextOffset`. A reader whose position a retention policy trimmed away
+//! gets `{"error": "OFFSET_TRIMMED", "nextOffset": ..., "earliestOffset": ...}`
+//! and the socket closes. Pure: the adapter owns the sockets.
 
 use super::ctx::Ctx;
 use super::failure::Failure;
@@ -75,6 +77,17 @@ pub fn frame(meta: &StreamMeta, stored: &[u8], next: Offset) -> String {
     )
 }
 
+/// The frame that ends a reader whose position was trimmed away (an
+/// extension, `protocol::retention`): its own offset, the earliest
+/// retained one, and the reason.
+fn trimmed_frame(meta: &StreamMeta, offset: Offset) -> String {
+    format!(
+        "{{\"error\":\"OFFSET_TRIMMED\",\"nextOffset\":\"{}\",\"earliestOffset\":\"{}\"}}",
+        meta.wire(offset),
+        meta.wire(meta.earliest)
+    )
+}
+
 /// The next frame of a WebSocket reader.
 pub fn ws_step<S: Store>(store: &S, state: &mut WsState, ctx: &Ctx) -> Result<WsStep, S::Error> {
     let Some(meta) = current_meta(store, ctx.now_ms)?.filter(|m| !m.soft_deleted) else {
@@ -83,6 +96,13 @@ pub fn ws_step<S: Store>(store: &S, state: &mut WsState, ctx: &Ctx) -> Result<Ws
     match touch(store, &meta, ctx.now_ms) {
         Err(Failure::Store(e)) => return Err(e),
         Err(Failure::Protocol(_)) | Ok(()) => {}
+    }
+    if state.offset < meta.earliest {
+        // Trimmed while the reader fell behind: a last frame says so.
+        return Ok(WsStep::Frame {
+            text: trimmed_frame(&meta, state.offset),
+            last: true,
+        });
     }
     if state.offset < meta.tail {
         let Some(slice) = next_batch(store, &meta, state.offset, ctx)? else {

@@ -186,6 +186,10 @@ pub enum ProtocolError {
     /// 410: a fork's inherited range can no longer be read: the source
     /// incarnation it was made from is gone.
     InheritedGone,
+    /// 410: the offset is before the earliest retained one (a retention
+    /// policy trimmed it; `protocol::retention`), with
+    /// `Stream-Earliest-Offset` to resume from.
+    OffsetTrimmed { earliest: String },
     /// 413: the body is larger than the configured limit.
     PayloadTooLarge { limit: u64 },
     /// 413: more JSON messages in one body than the configured limit.
@@ -309,6 +313,12 @@ impl ProtocolError {
                 "INHERITED_DATA_GONE",
                 "the stream this fork was made from no longer exists".into(),
                 vec![],
+            ),
+            OffsetTrimmed { earliest } => (
+                410,
+                "OFFSET_TRIMMED",
+                "the offset is before the earliest retained offset (Stream-Earliest-Offset)".into(),
+                vec![(h::STREAM_EARLIEST_OFFSET, earliest.clone())],
             ),
             PayloadTooLarge { limit } => (
                 413,

@@ -33,6 +33,12 @@ pub const STREAM_FORKED_FROM: &str = "stream-forked-from";
 pub const STREAM_FORK_OFFSET: &str = "stream-fork-offset";
 pub const STREAM_FORK_SUB_OFFSET: &str = "stream-fork-sub-offset";
 pub const STREAM_SSE_DATA_ENCODING: &str = "stream-sse-data-encoding";
+// Retention (an extension; `protocol::retention`).
+pub const STREAM_RETENTION_MAX_AGE: &str = "stream-retention-max-age";
+pub const STREAM_RETENTION_MAX_BYTES: &str = "stream-retention-max-bytes";
+pub const STREAM_RETENTION_MAX_MESSAGES: &str = "stream-retention-max-messages";
+/// The first retained offset, on `HEAD` and on a `410` for a trimmed offset.
+pub const STREAM_EARLIEST_OFFSET: &str = "stream-earliest-offset";
 
 pub const PRODUCER_ID: &str = "producer-id";
 pub const PRODUCER_EPOCH: &str = "producer-epoch";

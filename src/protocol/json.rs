@@ -31,13 +31,23 @@ impl From<Invalid> for Refused {
     }
 }
 
-/// One row of a body's stored form: its length, and whether it starts and
-/// ends on a message boundary.
+/// One row of a body's stored form: its length, whether it starts and ends
+/// on a message boundary, and how many messages end in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Row {
     pub len: usize,
     pub head_boundary: bool,
     pub tail_boundary: bool,
+    pub messages: u64,
+}
+
+/// How messages share rows: packed up to the row size, or one message per
+/// row (a stream that trims by message count drops rows, so each holds
+/// exactly one message; see `protocol::retention`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packing {
+    Shared,
+    OnePerRow,
 }
 
 /// A JSON-mode body in its stored form: every message's exact bytes, each
@@ -56,17 +66,19 @@ struct Writer {
     out: Flattened,
     row_bytes: usize,
     max_messages: u64,
-    /// Length of the row being filled, if one is open.
-    open: Option<usize>,
+    packing: Packing,
+    /// Length and message count of the row being filled, if one is open.
+    open: Option<(usize, u64)>,
 }
 
 impl Writer {
     fn close_row(&mut self) {
-        if let Some(len) = self.open.take() {
+        if let Some((len, messages)) = self.open.take() {
             self.out.rows.push(Row {
                 len,
                 head_boundary: true,
                 tail_boundary: true,
+                messages,
             });
         }
     }
@@ -88,14 +100,17 @@ impl Writer {
                     len: row.min(len - i * row),
                     head_boundary: i == 0,
                     tail_boundary: i + 1 == n,
+                    messages: u64::from(i + 1 == n),
                 });
             }
         } else {
             match self.open {
-                Some(open) if open + len <= row => self.open = Some(open + len),
+                Some((open, n)) if open + len <= row && self.packing == Packing::Shared => {
+                    self.open = Some((open + len, n + 1))
+                }
                 _ => {
                     self.close_row();
-                    self.open = Some(len);
+                    self.open = Some((len, 1));
                 }
             }
         }
@@ -136,6 +151,17 @@ pub fn flatten(
     row_bytes: usize,
     max_messages: u64,
 ) -> Result<Flattened, Refused> {
+    flatten_packed(body, purpose, row_bytes, max_messages, Packing::Shared)
+}
+
+/// [`flatten`], with the rows packed as `packing` says.
+pub fn flatten_packed(
+    body: &[u8],
+    purpose: JsonBody,
+    row_bytes: usize,
+    max_messages: u64,
+    packing: Packing,
+) -> Result<Flattened, Refused> {
     let text = std::str::from_utf8(body).map_err(|_| Invalid::Json)?;
     let mut w = Writer {
         out: Flattened {
@@ -145,6 +171,7 @@ pub fn flatten(
         },
         row_bytes: row_bytes.max(1),
         max_messages,
+        packing,
         open: None,
     };
     if text.trim_start().starts_with('[') {
@@ -262,6 +289,22 @@ mod tests {
             ]
         );
         assert_eq!(f.messages, 4);
+        let counts: Vec<u64> = f.rows.iter().map(|r| r.messages).collect();
+        assert_eq!(
+            counts,
+            [2, 0, 0, 1, 1],
+            "a message counts in the row it ends in"
+        );
+    }
+
+    #[test]
+    fn one_message_per_row_when_asked() {
+        let f = flatten_packed(b"[1,2,3]", JsonBody::Append, 64, 100, Packing::OnePerRow).unwrap();
+        let shape: Vec<_> = f.rows.iter().map(|r| (r.len, r.messages)).collect();
+        assert_eq!(shape, [(2, 1), (2, 1), (2, 1)]);
+        let packed = flatten(b"[1,2,3]", JsonBody::Append, 64, 100).unwrap();
+        assert_eq!(packed.rows.len(), 1);
+        assert_eq!(packed.rows[0].messages, 3);
     }
 
     #[test]

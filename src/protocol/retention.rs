@@ -19,11 +19,10 @@
 use super::error::Invalid;
 use super::producer::parse_safe_uint;
 
-pub const MAX_AGE: &str = "stream-retention-max-age";
-pub const MAX_BYTES: &str = "stream-retention-max-bytes";
-pub const MAX_MESSAGES: &str = "stream-retention-max-messages";
-/// The first retained offset, on `HEAD` and on a `410` for a trimmed offset.
-pub const EARLIEST_OFFSET: &str = "stream-earliest-offset";
+use super::headers::{
+    STREAM_RETENTION_MAX_AGE as MAX_AGE, STREAM_RETENTION_MAX_BYTES as MAX_BYTES,
+    STREAM_RETENTION_MAX_MESSAGES as MAX_MESSAGES,
+};
 
 /// A retention policy; `None`: no bound of that kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -100,6 +99,18 @@ impl Retention {
                 limits.ceiling.max_messages,
             )?,
         })
+    }
+
+    /// Whether a re-`PUT` that sent `self` (as sent) describes a stream
+    /// whose stored policy is `stored`: every bound it names is equal. An
+    /// absent header matches, because what it defaulted to depends on the
+    /// deployment's configuration when the stream was made, which may have
+    /// changed since.
+    pub fn agrees(&self, stored: &Retention) -> bool {
+        let one = |asked: Option<u64>, have: Option<u64>| asked.is_none() || asked == have;
+        one(self.max_age_s, stored.max_age_s)
+            && one(self.max_bytes, stored.max_bytes)
+            && one(self.max_messages, stored.max_messages)
     }
 
     /// The policy's headers, for `HEAD` and idempotent re-`PUT` comparison.

@@ -89,6 +89,22 @@ pub fn control_event(c: &Control) -> Vec<u8> {
     out
 }
 
+/// The last event of an SSE reader whose position was trimmed away by a
+/// retention policy (an extension, `protocol::retention`): a control event
+/// that keeps the reader's own `streamNextOffset` (a client that does not
+/// know the extension reconnects there and gets the `410` with
+/// `Stream-Earliest-Offset`), and says so in `streamEarliestOffset` and
+/// `error` for one that does. The connection ends after it.
+pub fn trimmed_event(next_offset: &str, earliest: &str) -> Vec<u8> {
+    let json = format!(
+        "{{\"streamNextOffset\":\"{next_offset}\",\"streamEarliestOffset\":\"{earliest}\",\"error\":\"OFFSET_TRIMMED\"}}"
+    );
+    let mut out = b"event: control\n".to_vec();
+    push_data_lines(&mut out, json.as_bytes());
+    out.push(b'\n');
+    out
+}
+
 /// The longest prefix of `data` that does not end inside a UTF-8 sequence,
 /// so a text batch cut between rows never splits a character. Bytes that
 /// cannot start a sequence are not a cut point (invalid text passes through).

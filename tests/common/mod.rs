@@ -90,7 +90,7 @@ impl Harness {
 
     /// Fires the alarm as the object would; returns the next deadline.
     pub fn fire_alarm(&mut self) -> Option<u64> {
-        lifecycle::on_alarm(&self.store, self.now).unwrap()
+        lifecycle::on_alarm(&self.store, self.now, &self.config).unwrap()
     }
 }
 

@@ -16,7 +16,7 @@ mod rows;
 pub mod schema;
 
 use crate::engine::state::{Chunk, ProducerState, StreamMeta};
-use crate::engine::store::{Commit, Outgoing, OutgoingKind, Store};
+use crate::engine::store::{Commit, Outgoing, OutgoingKind, RowInfo, Store};
 use crate::protocol::offset::Offset;
 use rows::{APPEND_END, HEAD_BOUNDARY, META_COLUMNS, TAIL_BOUNDARY};
 use std::cell::{Cell, RefCell};
@@ -153,12 +153,14 @@ impl SqlStore {
             return Ok(None);
         };
         let last = self.rows(
-            "SELECT start + length(data) FROM chunks ORDER BY start DESC LIMIT 1",
+            "SELECT start + length(data), msg_count FROM chunks ORDER BY start DESC LIMIT 1",
             Vec::new(),
         )?;
-        if let Some(end) = last.first().and_then(|r| r.first()) {
-            let end = Offset::new(uint(Some(end), "chunk end")?).ok_or_else(|| corrupt("tail"))?;
+        if let Some(row) = last.first() {
+            let end =
+                Offset::new(uint(row.first(), "chunk end")?).ok_or_else(|| corrupt("tail"))?;
             meta.tail = meta.tail.max(end);
+            meta.tail_count = uint(row.get(1), "chunk count")?;
         }
         Ok(Some(meta))
     }
@@ -206,7 +208,7 @@ impl Store for SqlStore {
         visit: &mut dyn FnMut(Chunk) -> ControlFlow<()>,
     ) -> worker::Result<()> {
         let cursor = self.sql.exec(
-            "SELECT start, data, flags FROM chunks WHERE start >= \
+            "SELECT start, data, flags, at_ms, msg_count FROM chunks WHERE start >= \
              (SELECT COALESCE(MAX(start), 0) FROM chunks WHERE start <= ?) ORDER BY start",
             vec![sql_int(from)],
         )?;
@@ -227,8 +229,43 @@ impl Store for SqlStore {
                 head_boundary: flags & HEAD_BOUNDARY != 0,
                 tail_boundary: flags & TAIL_BOUNDARY != 0,
                 append_end: flags & APPEND_END != 0,
+                at_ms: uint(row.get(3), "chunk time")?,
+                count: uint(row.get(4), "chunk count")?,
             };
             if visit(chunk).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn oldest(
+        &self,
+        from: u64,
+        limit: usize,
+        visit: &mut dyn FnMut(RowInfo) -> ControlFlow<()>,
+    ) -> worker::Result<()> {
+        let cursor = self.sql.exec(
+            "SELECT start, length(data), flags, at_ms, msg_count FROM chunks WHERE start >= ? \
+             ORDER BY start LIMIT ?",
+            vec![sql_int(from), sql_int(limit as u64)],
+        )?;
+        for row in cursor.raw() {
+            let row = row?;
+            let start = uint(row.first(), "chunk start")?;
+            let flags = row
+                .get(2)
+                .and_then(int)
+                .ok_or_else(|| corrupt("chunk flags"))?;
+            let info = RowInfo {
+                start,
+                end: start + uint(row.get(1), "chunk length")?,
+                tail_boundary: flags & TAIL_BOUNDARY != 0,
+                append_end: flags & APPEND_END != 0,
+                at_ms: uint(row.get(3), "chunk time")?,
+                count: uint(row.get(4), "chunk count")?,
+            };
+            if visit(info).is_break() {
                 break;
             }
         }
@@ -275,7 +312,7 @@ impl Store for SqlStore {
                 let write = stored.as_ref().is_none_or(|s| meta.must_store(s));
                 (Some(Some(meta.clone())), write)
             }
-            Commit::Create { meta, .. } | Commit::SoftDelete { meta } => {
+            Commit::Create { meta, .. } | Commit::SoftDelete { meta } | Commit::Trim { meta } => {
                 (Some(Some(meta.clone())), true)
             }
             Commit::Delete { .. } => (Some(None), true),

@@ -10,6 +10,7 @@ use crate::protocol::content_type::ContentType;
 use crate::protocol::expiry::Expiry;
 use crate::protocol::offset::Offset;
 use crate::protocol::producer::{ProducerTuple, StreamSeq};
+use crate::protocol::retention::Retention;
 use worker::{SqlStorage, SqlStorageValue as V};
 
 pub const HEAD_BOUNDARY: i64 = 1;
@@ -20,7 +21,12 @@ pub const APPEND_END: i64 = 4;
 pub const META_COLUMNS: &str = "stream_id, content_type, tail, closed, closed_by_id, closed_by_epoch, \
      closed_by_seq, ttl_secs, expires_at_ms, expires_at_text, created_ms, last_access_ms, last_stream_seq, \
      fork_source, fork_source_id, fork_offset, fork_offset_given, fork_sub_offset, fork_point, \
-     fork_expiry_inherited, soft_deleted, generation, fork_ancestors";
+     fork_expiry_inherited, soft_deleted, generation, fork_ancestors, ret_max_age_s, ret_max_bytes, \
+     ret_max_messages, earliest, earliest_count";
+
+fn opt_uint(v: Option<&V>) -> Option<u64> {
+    v.and_then(int).and_then(|i| u64::try_from(i).ok())
+}
 
 pub fn meta_from_row(row: &[V]) -> worker::Result<StreamMeta> {
     let col = |i: usize| row.get(i);
@@ -71,6 +77,15 @@ pub fn meta_from_row(row: &[V]) -> worker::Result<StreamMeta> {
         },
         soft_deleted: uint(col(20), "soft deleted")? != 0,
         generation: uint(col(21), "generation")?,
+        retention: Retention {
+            max_age_s: opt_uint(col(23)),
+            max_bytes: opt_uint(col(24)),
+            max_messages: opt_uint(col(25)),
+        },
+        earliest: Offset::new(uint(col(26), "earliest")?).ok_or_else(|| corrupt("earliest"))?,
+        earliest_count: uint(col(27), "earliest count")?,
+        // Derived from the last chunk by the load.
+        tail_count: 0,
     })
 }
 
@@ -89,8 +104,9 @@ fn write_meta(sql: &SqlStorage, m: &StreamMeta) -> worker::Result<()> {
         "INSERT OR REPLACE INTO meta (id, stream_id, content_type, tail, closed, closed_by_id, closed_by_epoch, \
          closed_by_seq, ttl_secs, expires_at_ms, expires_at_text, created_ms, last_access_ms, last_stream_seq, \
          fork_source, fork_source_id, fork_offset, fork_offset_given, fork_sub_offset, fork_point, \
-         fork_expiry_inherited, soft_deleted, generation, fork_ancestors) \
-         VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         fork_expiry_inherited, soft_deleted, generation, fork_ancestors, ret_max_age_s, ret_max_bytes, \
+         ret_max_messages, earliest, earliest_count) \
+         VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         vec![
             V::String(m.stream_id.clone()),
             V::String(m.content_type.as_str().to_string()),
@@ -119,6 +135,11 @@ fn write_meta(sql: &SqlStorage, m: &StreamMeta) -> worker::Result<()> {
             m.fork
                 .as_ref()
                 .map_or(V::Null, |f| V::String(serde_json::json!(f.ancestors).to_string())),
+            m.retention.max_age_s.map_or(V::Null, sql_int),
+            m.retention.max_bytes.map_or(V::Null, sql_int),
+            m.retention.max_messages.map_or(V::Null, sql_int),
+            sql_int(m.earliest.position()),
+            sql_int(m.earliest_count),
         ],
     )?;
     Ok(())
@@ -130,8 +151,14 @@ fn write_chunks(sql: &SqlStorage, chunks: Vec<Chunk>) -> worker::Result<()> {
             | if c.tail_boundary { TAIL_BOUNDARY } else { 0 }
             | if c.append_end { APPEND_END } else { 0 };
         sql.exec(
-            "INSERT INTO chunks (start, data, flags) VALUES (?, ?, ?)",
-            vec![sql_int(c.start), V::Blob(c.data), V::Integer(flags)],
+            "INSERT INTO chunks (start, data, flags, at_ms, msg_count) VALUES (?, ?, ?, ?, ?)",
+            vec![
+                sql_int(c.start),
+                V::Blob(c.data),
+                V::Integer(flags),
+                sql_int(c.at_ms),
+                sql_int(c.count),
+            ],
         )?;
     }
     Ok(())
@@ -224,6 +251,13 @@ pub fn apply(sql: &SqlStorage, commit: Commit, store_meta: bool) -> worker::Resu
             }
         }
         Commit::SoftDelete { meta } => write_meta(sql, &meta),
+        Commit::Trim { meta } => {
+            sql.exec(
+                "DELETE FROM chunks WHERE start < ?",
+                vec![sql_int(meta.earliest.position())],
+            )?;
+            write_meta(sql, &meta)
+        }
         Commit::AddRef { fork_path, fork_id } => {
             sql.exec(
                 "INSERT OR IGNORE INTO fork_refs (fork_id, fork_path) VALUES (?, ?)",

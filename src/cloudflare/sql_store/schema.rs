@@ -10,9 +10,12 @@
 //!      expires_at_text, created_ms, last_access_ms, last_stream_seq,
 //!      fork_source, fork_source_id, fork_offset, fork_offset_given,
 //!      fork_sub_offset, fork_point, fork_expiry_inherited, soft_deleted,
-//!      generation, fork_ancestors)  -- ancestors: JSON [[generation, limit], …]
-//! chunks(start INTEGER PRIMARY KEY, data BLOB, flags)
-//!        -- flags: 1 head boundary, 2 tail boundary, 4 append end
+//!      generation, fork_ancestors,  -- ancestors: JSON [[generation, limit], …]
+//!      ret_max_age_s, ret_max_bytes, ret_max_messages,  -- retention (NULL: none)
+//!      earliest, earliest_count)   -- trimmed below `earliest`
+//! chunks(start INTEGER PRIMARY KEY, data BLOB, flags, at_ms, msg_count)
+//!        -- flags: 1 head boundary, 2 tail boundary, 4 append end;
+//!        -- at_ms: append time; msg_count: own messages (appends) through the row
 //! producers(id TEXT PRIMARY KEY, epoch, last_seq, last_used_ms)
 //! fork_refs(fork_id TEXT PRIMARY KEY, fork_path)      -- forks reading this stream
 //! outbox(fork_id TEXT PRIMARY KEY, source, kind, due_ms) -- messages owed to sources
@@ -20,12 +23,13 @@
 //! ```
 //!
 //! Versions: 1, the first; 2 adds `producers.last_used_ms` (idle producer
-//! state expires).
+//! state expires); 3 adds retention (`meta.ret_*`, `meta.earliest*`,
+//! `chunks.at_ms`, `chunks.msg_count`).
 
 use worker::{SqlStorage, SqlStorageValue as V};
 
 /// The version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const TABLES: [&str; 7] = [
     "CREATE TABLE IF NOT EXISTS schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)",
@@ -35,9 +39,11 @@ const TABLES: [&str; 7] = [
      expires_at_text TEXT, created_ms INTEGER NOT NULL, last_access_ms INTEGER NOT NULL, last_stream_seq TEXT, \
      fork_source TEXT, fork_source_id TEXT, fork_offset INTEGER, fork_offset_given INTEGER, fork_sub_offset INTEGER, \
      fork_point INTEGER, fork_expiry_inherited INTEGER, soft_deleted INTEGER NOT NULL DEFAULT 0, \
-     generation INTEGER NOT NULL, fork_ancestors TEXT)",
+     generation INTEGER NOT NULL, fork_ancestors TEXT, ret_max_age_s INTEGER, ret_max_bytes INTEGER, \
+     ret_max_messages INTEGER, earliest INTEGER NOT NULL DEFAULT 0, earliest_count INTEGER NOT NULL DEFAULT 0)",
     "CREATE TABLE IF NOT EXISTS generation (id INTEGER PRIMARY KEY CHECK (id = 1), last INTEGER NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS chunks (start INTEGER PRIMARY KEY, data BLOB NOT NULL, flags INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS chunks (start INTEGER PRIMARY KEY, data BLOB NOT NULL, flags INTEGER NOT NULL, \
+     at_ms INTEGER NOT NULL DEFAULT 0, msg_count INTEGER NOT NULL DEFAULT 0)",
     "CREATE TABLE IF NOT EXISTS producers (id TEXT PRIMARY KEY, epoch INTEGER NOT NULL, last_seq INTEGER NOT NULL, \
      last_used_ms INTEGER NOT NULL DEFAULT 0)",
     "CREATE TABLE IF NOT EXISTS fork_refs (fork_id TEXT PRIMARY KEY, fork_path TEXT NOT NULL)",
@@ -45,10 +51,22 @@ const TABLES: [&str; 7] = [
      due_ms INTEGER NOT NULL)",
 ];
 
+/// The columns version 3 adds (retention).
+const V3_COLUMNS: [&str; 7] = [
+    "ALTER TABLE meta ADD COLUMN ret_max_age_s INTEGER",
+    "ALTER TABLE meta ADD COLUMN ret_max_bytes INTEGER",
+    "ALTER TABLE meta ADD COLUMN ret_max_messages INTEGER",
+    "ALTER TABLE meta ADD COLUMN earliest INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE meta ADD COLUMN earliest_count INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE chunks ADD COLUMN at_ms INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE chunks ADD COLUMN msg_count INTEGER NOT NULL DEFAULT 0",
+];
+
 /// What turns a stored version `v` into `v + 1`.
 fn migration(from: i64) -> Option<&'static [&'static str]> {
     match from {
         1 => Some(&["ALTER TABLE producers ADD COLUMN last_used_ms INTEGER NOT NULL DEFAULT 0"]),
+        2 => Some(&V3_COLUMNS),
         _ => None,
     }
 }
@@ -73,6 +91,13 @@ fn stored_version(sql: &SqlStorage) -> worker::Result<Option<i64>> {
         .next()
         .transpose()?;
     Ok(row.and_then(|r| r.first().and_then(super::int)))
+}
+
+/// The table and column an `ALTER TABLE t ADD COLUMN c ...` adds.
+fn added_column(stmt: &str) -> Option<(&str, &str)> {
+    let rest = stmt.strip_prefix("ALTER TABLE ")?;
+    let (table, rest) = rest.split_once(" ADD COLUMN ")?;
+    Some((table, rest.split_whitespace().next()?))
 }
 
 /// Brings the object's tables to [`SCHEMA_VERSION`] (idempotent), or
@@ -116,10 +141,17 @@ pub fn ensure(sql: &SqlStorage) -> worker::Result<()> {
     Ok(())
 }
 
-/// Test-only: makes the stored schema look like version `v` (1: drops the
-/// columns version 2 added), so a test can watch the next request migrate
-/// or refuse it.
+/// Test-only: makes the stored schema look like version `v` (drops the
+/// columns later versions added), so a test can watch the next request
+/// migrate or refuse it.
 pub fn pretend_version(sql: &SqlStorage, v: i64) -> worker::Result<()> {
+    if v <= 2 {
+        for stmt in V3_COLUMNS {
+            if let Some((table, column)) = added_column(stmt) {
+                sql.exec(&format!("ALTER TABLE {table} DROP COLUMN {column}"), None)?;
+            }
+        }
+    }
     if v == 1 {
         sql.exec("ALTER TABLE producers DROP COLUMN last_used_ms", None)?;
     }
