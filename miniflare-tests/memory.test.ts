@@ -14,6 +14,20 @@ import { stats, uniq, until } from "./helpers"
 const MiB = 1024 * 1024
 const LIMIT = 16 * MiB // MAX_APPEND_BYTES (the default)
 
+/** A connection reset instead of an answer (never acceptable). */
+const RESET = -1
+
+/** The status of a response (its body read), or RESET: never a dangling rejection. */
+async function statusOf(pending: Promise<Response>): Promise<number> {
+  try {
+    const r = await pending
+    await r.arrayBuffer()
+    return r.status
+  } catch {
+    return RESET
+  }
+}
+
 /** A JSON array of single-digit elements, `bytes` long. */
 function digits(bytes: number): Uint8Array {
   const out = new Uint8Array(bytes)
@@ -26,11 +40,13 @@ function digits(bytes: number): Uint8Array {
 }
 
 // KNOWN DEFECT (open, see the 2026-12-03 notes): under CPU contention this
-// test fails every time, at 4d69d13 as now: workerd closes the isolate's
-// connections (three POSTs get ECONNRESET, the watcher is cut) and logs
-// nothing. In full `make test` runs it follows crash.test.ts and failed in 2
-// of 6 clean runs on 2026-12-03. One retry, in a fresh Miniflare, keeps CI
-// usable until the cause is found; it is not the fix.
+// test fails every time, at 4d69d13 as now: the 16 MiB uploads get
+// ECONNRESET while the 50 fork readers run (without the readers it passed
+// under the same contention); workerd's verbose log (MF_VERBOSE=1) shows
+// only "Network connection lost" from stub fetches. It failed in 3 of 9
+// clean runs. Every request's outcome is recorded (a reset is RESET), so a
+// failed attempt leaves no dangling rejection and the one retry, in a fresh
+// Miniflare, is clean; it is not the fix.
 test("hostile sizes at once leave the isolate and a live SSE reader intact", { timeout: 240_000, retry: 1 }, async () => {
   const { mf, base } = await start({ vars: { SSE_MAX_LIFETIME_MS: "600000", MAX_APPEND_MESSAGES: "16777216" } })
   try {
@@ -50,7 +66,7 @@ test("hostile sizes at once leave the isolate and a live SSE reader intact", { t
         seen += decoder.decode(value, { stream: true })
         if (parseEvents(seen).events.some((e) => e.type === "data" && e.data.includes("after the storm"))) return "delivered"
       }
-    })()
+    })().catch(() => "cut")
 
     // An 8 MiB source for the fork readers.
     const src = uniq("mem-src")
@@ -66,33 +82,30 @@ test("hostile sizes at once leave the isolate and a live SSE reader intact", { t
     const appends = Array.from({ length: 8 }, async (_, i) => {
       const url = `${base}/v1/stream/${uniq(`mem-bin${i}`)}`
       await fetch(url, { method: "PUT", headers: { "content-type": "application/octet-stream" } })
-      const r = await fetch(url, { method: "POST", headers: { "content-type": "application/octet-stream" }, body: bin })
-      await r.arrayBuffer()
-      appendStatuses.push(r.status)
+      appendStatuses.push(await statusOf(fetch(url, { method: "POST", headers: { "content-type": "application/octet-stream" }, body: bin })))
     })
     const json = digits(LIMIT)
     const jsonAppends = Array.from({ length: 4 }, async (_, i) => {
       const url = `${base}/v1/stream/${uniq(`mem-json${i}`)}`
       await fetch(url, { method: "PUT", headers: { "content-type": "application/json" } })
-      const r = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: json })
-      await r.arrayBuffer()
-      jsonStatuses.push(r.status)
+      jsonStatuses.push(await statusOf(fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: json })))
     })
     // 50 readers of the fork from offset 0, over SSE, each reading 8 MiB (base64).
     const forkReaders = Array.from({ length: 50 }, async () => {
-      const r = await fetch(`${base}/v1/stream/${fork}?offset=-1&live=sse`)
+      const r = await fetch(`${base}/v1/stream/${fork}?offset=-1&live=sse`).catch(() => null)
+      if (r === null) return RESET
       if (r.status !== 200) return r.status
       const rd = r.body!.getReader()
       let bytes = 0
       let tail = ""
       for (;;) {
-        const { done, value } = await rd.read()
-        if (done) break
+        const { done, value } = await rd.read().catch(() => ({ done: true, value: undefined }))
+        if (done || !value) break
         bytes += value.length
         tail = (tail + new TextDecoder().decode(value)).slice(-300)
         if (tail.includes('"upToDate":true')) break
       }
-      await rd.cancel()
+      await rd.cancel().catch(() => {})
       return bytes > 8 * MiB ? 200 : -bytes
     })
     const readStatuses = await Promise.all(forkReaders)

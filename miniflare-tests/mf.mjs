@@ -48,6 +48,8 @@ export function createMiniflare(opts = {}) {
     cache: true,
     host: "127.0.0.1",
     port: 0,
+    // MF_VERBOSE=1: workerd's own verbose logging (isolate resets, limits).
+    verbose: process.env.MF_VERBOSE === "1",
     // MF_LOG=debug (or info, warn, error) shows the worker's and workerd's logs.
     ...(process.env.MF_LOG ? { log: new Log(LogLevel[process.env.MF_LOG.toUpperCase()] ?? LogLevel.INFO) } : {}),
   })
