@@ -147,6 +147,26 @@ describe("access control", () => {
     expect(forkOnly.status).toBe(403)
   })
 
+  test("the LLM proxy and the demo model need the proxy scope; the answer needs read", { timeout: 30_000 }, async () => {
+    const body = JSON.stringify({ messages: [{ role: "user", content: "hi" }] })
+    const start = (h: Record<string, string>) => fetch(`${base}/v1/proxy`, { method: "POST", headers: { "content-type": "application/json", ...h }, body })
+    expect((await start({})).status).toBe(401)
+    expect((await start(bearer(mint({ scope: "create:** read:** append:**" })))).status).toBe(403)
+    const ok = await start(bearer(mint({ scope: "proxy:proxy/**" })))
+    expect(ok.status).toBe(201)
+    const job = (await ok.json()) as { id: string; stream: string; cancel: string }
+    expect((await fetch(job.cancel)).status, "the job view").toBe(401)
+    expect((await fetch(job.cancel, { headers: bearer(mint({ scope: `proxy:proxy/${"0".repeat(32)}` })) })).status).toBe(403)
+    expect((await fetch(job.cancel, { headers: bearer(mint({ scope: `proxy:proxy/${job.id}` })) })).status).toBe(200)
+    expect((await fetch(`${job.stream}?offset=-1`)).status, "reading the answer").toBe(401)
+    expect((await fetch(`${job.stream}?offset=-1`, { headers: bearer(mint({ scope: `read:proxy/${job.id}` })) })).status).toBe(200)
+    const demo = (h: Record<string, string>) => fetch(`${base}/v1/demo/chat/completions`, { method: "POST", headers: h, body })
+    expect((await demo({})).status).toBe(401)
+    const answer = await demo(bearer(mint({ scope: "proxy:proxy/demo" })))
+    expect(answer.status).toBe(200)
+    expect(await answer.text()).toContain("data: [DONE]")
+  })
+
   test("make token mints a token the worker accepts, with the scope and TTL asked for", async () => {
     const name = uniq("minted")
     const token = execFileSync(process.execPath, ["scripts/token.mjs"], {

@@ -25,6 +25,8 @@ export const TEST_VARS = {
   // webhooks to loopback receivers allowed (README.md, Subscriptions).
   SUBSCRIPTION_SIGNING_KEY: randomBytes(32).toString("base64url"),
   SUBSCRIPTION_DEV_LOOPBACK: "1",
+  // The demo model at test pace (README.md, Resumable AI responses).
+  PROXY_DEMO_TOKEN_MS: "10",
 }
 
 /**

@@ -6,8 +6,13 @@ import { uniq } from "./helpers"
 const base = inject("baseUrl")
 
 describe("routing", () => {
-  test("paths outside /v1/stream/ are 404 with browser security headers", async () => {
-    for (const p of ["/", "/v1/streams/x", "/v2/stream/x"]) {
+  test("paths outside /v1/stream/ are 404 with browser security headers; / is the demo page", async () => {
+    const page = await fetch(`${base}/`)
+    expect(page.status).toBe(200)
+    expect(page.headers.get("x-content-type-options")).toBe("nosniff")
+    expect(page.headers.get("content-security-policy")).toContain("default-src 'self'")
+    expect((await fetch(`${base}/`, { method: "POST", body: "x" })).status).toBe(405)
+    for (const p of ["/v1/streams/x", "/v2/stream/x", "/nothing-here.html"]) {
       const r = await fetch(`${base}${p}`, { method: "POST", body: "x" })
       expect(r.status, p).toBe(404)
       expect(r.headers.get("x-content-type-options")).toBe("nosniff")

@@ -18,6 +18,8 @@ mod live;
 mod multi;
 mod object;
 mod outbox;
+mod proxy;
+mod proxy_object;
 mod shared;
 mod signing;
 mod sockets;
@@ -209,6 +211,12 @@ async fn route(req: Request, env: &Env, ctx: &Context) -> Result<Routed> {
         .starts_with(crate::protocol::subscription::PREFIX)
     {
         return Ok(Routed::bypass(subs::route(env, req).await?));
+    }
+    if let Some(r) = crate::protocol::proxy::route(url.path()) {
+        return Ok(Routed::bypass(proxy::route(env, req, r).await?));
+    }
+    if url.path() == crate::protocol::proxy::DEMO_ROUTE {
+        return Ok(Routed::bypass(proxy::demo(env, req).await?));
     }
     let path = match StreamPath::from_url_path(url.path()) {
         Ok(Some(path)) => path,

@@ -18,6 +18,7 @@ pub mod lifecycle;
 pub mod live;
 pub mod outcome;
 pub mod producer;
+pub mod proxy;
 pub mod read;
 pub mod request;
 pub mod response;

@@ -9,7 +9,7 @@
 //! header  = {"alg": "HS256" | "EdDSA" | "ES256", "kid"?: ..., "typ"?: ...}
 //! claims  = {"exp": secs (required), "nbf"?: secs, "iat"?: secs, "iss"?: ..., "aud"?: str | [str],
 //!            "sub"?: ..., "scope": "OP:PATTERN OP:PATTERN ..."}
-//! OP      = read | append | create | delete | subscribe | *
+//! OP      = read | append | create | delete | subscribe | proxy | *
 //! PATTERN = a stream path glob: "*" one segment, "**" zero or more (as §6)
 //! ```
 //!
@@ -37,6 +37,10 @@ pub enum Op {
     /// Manage subscription `<id>` (the pattern is matched against the id):
     /// create, read, delete, change its streams, claim it (§6, §7).
     Subscribe,
+    /// Start or cancel an LLM proxy job whose stream is at the path (the
+    /// pattern is matched against `proxy/<id>`; README, Resumable AI
+    /// responses). Reading the answer is `read` on that stream.
+    Proxy,
 }
 
 impl Op {
@@ -47,6 +51,7 @@ impl Op {
             "create" => Some(Op::Create),
             "delete" => Some(Op::Delete),
             "subscribe" => Some(Op::Subscribe),
+            "proxy" => Some(Op::Proxy),
             "*" => None,
             _ => return None,
         })
@@ -59,6 +64,7 @@ impl Op {
             Op::Create => "create",
             Op::Delete => "delete",
             Op::Subscribe => "subscribe",
+            Op::Proxy => "proxy",
         }
     }
 }
