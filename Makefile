@@ -23,7 +23,8 @@ dev: setup
 token:
 	@node scripts/token.mjs
 
-test: setup
+test:
+	@./scripts/setup.sh --browser
 	@./scripts/test.sh
 
 # More fuzzing than `make test` does (2,000,000 request sequences).

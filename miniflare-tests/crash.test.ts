@@ -21,8 +21,8 @@ const STREAMS = 4
 const WRITERS = 16
 const KILLS = 5
 
-function startServer(): Promise<{ child: ChildProcess; base: string }> {
-  const child = spawn(process.execPath, [path.join(ROOT, "miniflare-tests/crash-server.mjs"), dir], {
+function startServer(vars: Record<string, string> = {}): Promise<{ child: ChildProcess; base: string }> {
+  const child = spawn(process.execPath, [path.join(ROOT, "miniflare-tests/crash-server.mjs"), dir, JSON.stringify(vars)], {
     cwd: ROOT,
     detached: true,
     stdio: ["ignore", "pipe", "inherit"],
@@ -163,5 +163,57 @@ describe("crash", () => {
     console.log(`crash: ${KILLS} kills, ${total} acknowledged appends verified`)
     expect(total).toBeGreaterThan(100)
     await kill(child)
+  })
+})
+
+describe("a proxy job whose server is SIGKILLed mid-generation", () => {
+  test("ends complete or with the interruption record, never truncated silently or duplicated", { timeout: 120_000 }, async () => {
+    // The demo model at 100 ms a token: about 9 s for a whole answer.
+    const vars = { PROXY_DEMO_TOKEN_MS: "100" }
+    let { child, base } = await startServer(vars)
+    const chat = JSON.stringify({ messages: [{ role: "user", content: "crash me" }] })
+    const started = await fetch(`${base}/v1/proxy`, { method: "POST", headers: { "content-type": "application/json" }, body: chat })
+    expect(started.status).toBe(201)
+    const stream = new URL((await started.json()).stream).pathname
+    // Kill once a few tokens are in.
+    for (let i = 0; i < 400; i++) {
+      const r = await fetch(`${base}${stream}?offset=-1`)
+      if ((await r.json()).length >= 3) break
+    }
+    await kill(child)
+    ;({ child, base } = await startServer(vars))
+    try {
+      type Msg = { type: string; text?: string; status?: string; output?: string; reason?: string }
+      let messages: Msg[] = []
+      const deadline = Date.now() + 60_000
+      for (;;) {
+        const r = await fetch(`${base}${stream}?offset=-1`)
+        messages = (await r.json()) as Msg[]
+        if (r.headers.get("stream-closed") === "true") break
+        if (Date.now() > deadline) throw new Error("the job's stream was never closed")
+        await new Promise((ok) => setTimeout(ok, 100))
+      }
+      const done = messages.filter((m) => m.type === "done")
+      expect(done.length, "exactly one done message").toBe(1)
+      expect(messages.at(-1)!.type).toBe("done")
+      const text = messages.filter((m) => m.type === "delta").map((m) => m.text).join("")
+      expect(done[0].output).toBe(text)
+      expect(["complete", "interrupted"]).toContain(done[0].status)
+      // The whole answer, from a job that runs to its end: what the crashed one kept is a prefix.
+      const again = await fetch(`${base}/v1/proxy`, { method: "POST", headers: { "content-type": "application/json" }, body: chat })
+      const full = new URL((await again.json()).stream).pathname
+      let whole = ""
+      for (let i = 0; i < 600 && !whole; i++) {
+        const r = await fetch(`${base}${full}?offset=-1`)
+        const m = (await r.json()) as Msg[]
+        whole = m.find((x) => x.type === "done")?.output ?? ""
+        if (!whole) await new Promise((ok) => setTimeout(ok, 100))
+      }
+      expect(whole.startsWith(text), "no token lost before the crash point, none repeated").toBe(true)
+      if (done[0].status === "interrupted") expect(text.length).toBeLessThan(whole.length)
+      console.log(`crash: proxy job killed after ${text.length} of ${whole.length} characters; closed as ${done[0].status}`)
+    } finally {
+      await kill(child)
+    }
   })
 })
