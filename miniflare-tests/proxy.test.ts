@@ -71,6 +71,9 @@ describe("proxy: the demo model", () => {
     expect(messages.filter((m) => m.type === "delta").length, "tokens arrive as they are generated").toBeGreaterThan(5)
     const view = await (await fetch(job.cancel)).json()
     expect(view).toMatchObject({ id: job.id, state: "finished", status: "complete" })
+    const head = await fetch(job.stream, { method: "HEAD" })
+    expect(head.headers.get("stream-ttl"), "PROXY_TTL_S: abandoned answers expire").toBe("3600")
+    expect(head.headers.get("content-type")).toBe("application/json")
   })
 
   test("the demo page and its script are served at /", async () => {

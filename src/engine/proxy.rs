@@ -109,6 +109,11 @@ pub fn on_alarm(job: &mut Job, run_alive: bool) -> Step {
     }
 }
 
+/// The longest answer a job keeps (bytes of text): a longer one ends
+/// `interrupted` there, so an upstream that never stops cannot grow a job's
+/// memory or its stream without bound.
+pub const MAX_OUTPUT_BYTES: usize = 4 * 1024 * 1024;
+
 /// The answer so far, as events arrive.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Answer {
@@ -145,9 +150,14 @@ impl Answer {
         }
     }
 
-    /// The upstream said it is over (`[DONE]` or an error).
+    /// The upstream said it is over (`[DONE]` or an error), or the answer
+    /// reached [`MAX_OUTPUT_BYTES`].
     pub fn over(&self) -> bool {
-        self.done || self.error.is_some()
+        self.done || self.error.is_some() || self.too_long()
+    }
+
+    fn too_long(&self) -> bool {
+        self.output.len() > MAX_OUTPUT_BYTES
     }
 
     /// The text gathered since the last batch, as one `delta` message.
@@ -163,6 +173,10 @@ impl Answer {
         let (status, reason) = match (ending, &self.error) {
             (Ending::Cancelled, _) => (Status::Cancelled, Some("cancelled by DELETE".into())),
             (_, Some(e)) => (Status::Failed, Some(format!("the upstream failed: {e}"))),
+            _ if self.too_long() => (
+                Status::Interrupted,
+                Some(format!("the answer passed {MAX_OUTPUT_BYTES} bytes")),
+            ),
             // Finished text is complete, even if the connection broke after.
             (_, None) if self.finish.is_some() || self.done => (Status::Complete, None),
             _ => (
@@ -340,6 +354,12 @@ mod tests {
         assert_eq!(a.finish(Ending::Cancelled).status, Status::Cancelled);
         a.apply(Event::Error("overloaded".into()));
         assert_eq!(a.finish(Ending::Ended).status, Status::Failed);
+        let mut long = Answer::default();
+        long.apply(Event::Delta("x".repeat(MAX_OUTPUT_BYTES + 1)));
+        assert!(long.over(), "an endless upstream is cut");
+        let f = long.finish(Ending::Ended);
+        assert_eq!(f.status, Status::Interrupted);
+        assert!(f.reason.unwrap().contains("bytes"));
         let (text, done) = gather(&[
             delta_message("a"),
             delta_message("b"),
