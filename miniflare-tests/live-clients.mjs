@@ -1,8 +1,23 @@
 /**
  * Minimal live-read clients for the tests and benchmarks: an SSE reader and a
  * long-poll reader that resume from the last offset. `onText(text)` is called
- * as each batch arrives.
+ * as each batch arrives. Like any resuming client, they treat a connection
+ * reset (a request written to a keep-alive connection the server was closing,
+ * or a response cut) as a reason to reconnect from the last offset; a GET is
+ * safe to repeat.
  */
+
+/** fetch, repeated up to 5 times on a network error (never when aborted). */
+async function fetchResuming(url, signal) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await fetch(url, { signal })
+    } catch (e) {
+      if (signal?.aborted || attempt >= 4) throw e
+      await new Promise((r) => setTimeout(r, 20 * 2 ** attempt))
+    }
+  }
+}
 
 /**
  * Splits a buffer of SSE text into complete events; returns them and the unparsed rest.
@@ -36,14 +51,18 @@ export async function sseReader(url, expectedLength, signal, offset = "-1", onTe
   let closed = false
   while (!closed && text.length < expectedLength) {
     connections++
-    const r = await fetch(`${url}?offset=${encodeURIComponent(offset)}&live=sse`, { signal })
+    const r = await fetchResuming(`${url}?offset=${encodeURIComponent(offset)}&live=sse`, signal)
     if (r.status !== 200 || !r.body) throw new Error(`sse: ${r.status}`)
     const reader = r.body.getReader()
     const decoder = new TextDecoder()
     let buffer = ""
     let pending = ""
     for (;;) {
-      const { done, value } = await reader.read()
+      // A cut connection ends like a closed one: reconnect from the offset.
+      const { done, value } = await reader.read().catch((e) => {
+        if (signal?.aborted) throw e
+        return { done: true, value: undefined }
+      })
       if (done) break
       buffer += decoder.decode(value, { stream: true })
       const parsed = parseEvents(buffer)
@@ -76,9 +95,15 @@ export async function longPollReader(url, expectedLength, signal, offset = "now"
   while (text.length < expectedLength) {
     connections++
     const q = `offset=${encodeURIComponent(offset)}&live=long-poll${cursor ? `&cursor=${cursor}` : ""}`
-    const r = await fetch(`${url}?${q}`, { signal })
+    const r = await fetchResuming(`${url}?${q}`, signal)
     if (r.status === 200) {
-      const t = await r.text()
+      let t
+      try {
+        t = await r.text()
+      } catch (e) {
+        if (signal?.aborted) throw e
+        continue // cut mid-answer: ask again from the same offset
+      }
       if (t) onText(t)
       text += t
     }

@@ -31,6 +31,8 @@ passed=$((passed + cp)); failed=$((failed + cf))
 if [ "$cargo_status" -ne 0 ] && [ "$cf" -eq 0 ]; then failed=$((failed + 1)); broken+=("cargo test (did not run)"); fi
 [ "$cf" -gt 0 ] && broken+=("cargo test")
 
+step "clippy (client)" cargo clippy -p durable-streams-client --all-targets --locked -- -D warnings
+
 step "wasm build" ./scripts/build.sh
 # The deployable bundle, checked offline (no account, no network).
 step "wrangler deploy --dry-run" wrangler deploy --dry-run --outdir build/deploy
@@ -53,6 +55,14 @@ fi
 if [ "$vitest_status" -ne 0 ] && [ "$vf" -eq 0 ]; then vf=1; fi
 passed=$((passed + vp)); failed=$((failed + vf))
 [ "$vf" -gt 0 ] && broken+=("vitest")
+
+echo "== client (cargo test -p durable-streams-client, against the worker and the Node reference server)"
+node scripts/client-tests.mjs 2>&1 | tee "$OUT/client-test.log"
+client_status=${PIPESTATUS[0]}
+read -r kp kf < <(awk '/^test result:/ {p += $4; f += $6} END {print p+0, f+0}' "$OUT/client-test.log")
+passed=$((passed + kp)); failed=$((failed + kf))
+if [ "$client_status" -ne 0 ] && [ "$kf" -eq 0 ]; then failed=$((failed + 1)); broken+=("client tests (did not run)"); fi
+[ "$kf" -gt 0 ] && broken+=("client tests")
 
 # The benchmark still works (a few seconds; figures are not asserted).
 step "bench smoke" node bench/run.mjs --smoke
