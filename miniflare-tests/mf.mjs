@@ -30,12 +30,13 @@ export const TEST_VARS = {
 }
 
 /**
- * @param {{ persistDir?: string, vars?: Record<string, string>, testVars?: boolean, ratelimits?: object }} [opts]
+ * @param {{ persistDir?: string, vars?: Record<string, string>, testVars?: boolean, ratelimits?: object, port?: number }} [opts]
  *   persistDir: Durable Object storage directory (in memory when absent);
  *   testVars: apply TEST_VARS (default true; benchmarks use wrangler.toml's
  *     values, in AUTH_MODE=open);
  *   ratelimits: the rate-limit bindings (default none: only the access tests
- *     exercise the limit).
+ *     exercise the limit);
+ *   port: the loopback port (default: any free one).
  */
 export function createMiniflare(opts = {}) {
   const { workerOptions, main } = unstable_getMiniflareWorkerOptions(path.join(ROOT, "wrangler.toml"))
@@ -49,7 +50,7 @@ export function createMiniflare(opts = {}) {
     durableObjectsPersist: opts.persistDir ?? false,
     cache: true,
     host: "127.0.0.1",
-    port: 0,
+    port: opts.port ?? 0,
     // MF_VERBOSE=1: workerd's own verbose logging (isolate resets, limits).
     verbose: process.env.MF_VERBOSE === "1",
     // MF_LOG=debug (or info, warn, error) shows the worker's and workerd's logs.
