@@ -38,6 +38,7 @@ crash-test: build
 # Benchmarks under local workerd (README.md); not part of `make test`.
 bench: build
 	@mkdir -p .test-results && node bench/run.mjs --out .test-results/bench.json
+	@node bench/clients.mjs
 
 clean:
 	rm -rf build target .test-results

@@ -66,6 +66,7 @@ if [ "$client_status" -ne 0 ] && [ "$kf" -eq 0 ]; then failed=$((failed + 1)); b
 
 # The benchmark still works (a few seconds; figures are not asserted).
 step "bench smoke" node bench/run.mjs --smoke
+step "bench smoke (clients)" node bench/clients.mjs --smoke
 
 if [ -f "$OUT/vitest.json" ]; then
   node scripts/conformance-count.mjs "$OUT/vitest.json" | tee "$OUT/conformance.txt"

@@ -43,7 +43,7 @@ impl ProducerOptions {
             epoch: 0,
             content_type: content_type.to_string(),
             max_batch_bytes: 1024 * 1024,
-            max_batch_count: 1000,
+            max_batch_count: 100_000,
             linger: Duration::from_millis(5),
             max_in_flight: 4,
             auto_claim: false,
