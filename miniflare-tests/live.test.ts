@@ -12,7 +12,7 @@ const base = inject("baseUrl")
 const text = { "content-type": "text/plain" }
 
 describe("live readers", () => {
-  test("500 SSE and 500 long-poll readers each get all 200 appends exactly once, in order", { timeout: 240_000 }, async () => {
+  test("500 SSE and 500 long-poll readers each get all 200 appends exactly once, in order", { timeout: 420_000 }, async () => {
     const name = uniq("fanout")
     const url = `${base}/v1/stream/${name}`
     expect((await fetch(url, { method: "PUT", headers: text })).status).toBe(201)
@@ -30,9 +30,24 @@ describe("live readers", () => {
       const s = await stats(base, name)
       return s.sockets >= 501 && s.parked === 0
     }, 120_000)
-    for (const m of messages) {
-      const r = await fetch(url, { method: "POST", headers: text, body: m })
-      expect(r.status).toBe(204)
+    // Alone on 2 cores this test takes about 195 s (2026-12-04); it timed
+    // out at 240 s in a clean run shared with other work (cc16), so it has
+    // 420 s.
+    // The writer is an idempotent producer and retries a reset with the
+    // same sequence number: a POST written to a keep-alive connection
+    // workerd is closing reads ECONNRESET (clean run cc19, 2026-12-04), and
+    // only the producer headers make the retry safe (a duplicate is
+    // acknowledged, never appended twice).
+    for (const [seq, m] of messages.entries()) {
+      const headers = { ...text, "producer-id": "writer", "producer-epoch": "0", "producer-seq": String(seq) }
+      let status = 0
+      for (let attempt = 0; attempt < 3 && status === 0; attempt++) {
+        status = await fetch(url, { method: "POST", headers, body: m }).then(
+          (r) => r.status,
+          () => 0,
+        )
+      }
+      expect([200, 204]).toContain(status)
     }
     const results = await Promise.all([...sse, ...polls])
     for (const r of results) expect(r.text).toBe(expected)
