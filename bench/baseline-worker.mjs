@@ -1,23 +1,112 @@
 // The physical limit under the same runtime: a Worker that forwards to a
 // SQLite-backed Durable Object which does nothing (/echo/...) or writes one
 // row (/insert/...) and answers 204. Same routing shape as ours.
+//
+// The runtime's floor for an idle live reader: a GET of /hold-*/NAME is an
+// SSE response that writes nothing but a keep-alive comment every 15 s, and a
+// POST of the same path sends `data: wake` to every reader of NAME.
+//   /hold-worker/  the Worker holds the request (a request cannot write to
+//                  another request's response, so each reader looks at an
+//                  isolate-wide wake counter once a second, from its own timer)
+//   /hold-object/  the Worker forwards; the Durable Object holds the request
+//   /hold-bridge/  the Worker holds the request and a WebSocket to the object,
+//                  which accepts it with the hibernation API (our bridge's shape)
+const enc = new TextEncoder()
+const KEEP_ALIVE_MS = 15_000
+const WAKE = enc.encode("data: wake\n\n")
+
+/** An SSE response held open; `writers` holds its writer until the client leaves. */
+function held(writers) {
+  const { readable, writable } = new TransformStream()
+  const writer = writable.getWriter()
+  const leave = () => {
+    clearInterval(timer)
+    writers.delete(writer)
+  }
+  const timer = setInterval(() => writer.write(enc.encode(": keep-alive\n\n")).catch(leave), KEEP_ALIVE_MS)
+  writers.add(writer)
+  writer.write(enc.encode(": open\n\n")).catch(leave)
+  return { response: new Response(readable, { headers: { "content-type": "text/event-stream" } }), writer, leave }
+}
+
+function wakeAll(writers) {
+  for (const w of writers) w.write(WAKE).catch(() => writers.delete(w))
+  return new Response(null, { status: 204 })
+}
+
 export class Baseline {
   constructor(state) {
+    this.state = state
+    this.writers = new Set()
     this.sql = state.storage.sql
     this.sql.exec("CREATE TABLE IF NOT EXISTS rows (id INTEGER PRIMARY KEY, data BLOB)")
   }
   async fetch(request) {
+    const path = new URL(request.url).pathname
+    if (path.startsWith("/hold-object/")) {
+      return request.method === "POST" ? wakeAll(this.writers) : held(this.writers).response
+    }
+    if (path.startsWith("/hold-bridge/")) {
+      if (request.method === "POST") {
+        for (const ws of this.state.getWebSockets()) ws.send("wake")
+        return new Response(null, { status: 204 })
+      }
+      const [client, server] = Object.values(new WebSocketPair())
+      this.state.acceptWebSocket(server)
+      return new Response(null, { status: 101, webSocket: client })
+    }
     const body = await request.arrayBuffer()
-    if (new URL(request.url).pathname.startsWith("/insert/")) {
+    if (path.startsWith("/insert/")) {
       this.sql.exec("INSERT INTO rows (data) VALUES (?)", body)
     }
     return new Response(null, { status: 204 })
   }
+  webSocketMessage() {}
+  webSocketClose(ws, code) {
+    ws.close(code === 1005 ? 1000 : code)
+  }
+  webSocketError() {}
+}
+
+/** Wakes sent to readers held by the Worker itself (/hold-worker/), per isolate. */
+let workerWakes = 0
+
+function heldByWorker() {
+  const { response, writer, leave } = held(new Set())
+  const seen = workerWakes
+  const check = setInterval(() => {
+    if (workerWakes === seen) return
+    clearInterval(check)
+    writer.write(WAKE).catch(leave)
+  }, 1000)
+  writer.closed.catch(() => clearInterval(check))
+  return response
+}
+
+async function bridge(request, stub) {
+  const r = await stub.fetch(request.url, { headers: { upgrade: "websocket" } })
+  const ws = r.webSocket
+  if (!ws) return new Response("no socket", { status: 502 })
+  ws.accept()
+  const { response, writer, leave } = held(new Set())
+  ws.addEventListener("message", () => writer.write(WAKE).catch(() => ws.close(1000)))
+  ws.addEventListener("close", () => {
+    leave()
+    writer.close().catch(() => {})
+  })
+  return response
 }
 
 export default {
   async fetch(request, env) {
     const path = new URL(request.url).pathname
-    return env.BASELINE.get(env.BASELINE.idFromName(path.split("/").slice(2).join("/"))).fetch(request)
+    if (path.startsWith("/hold-worker/")) {
+      if (request.method !== "POST") return heldByWorker()
+      workerWakes++
+      return new Response(null, { status: 204 })
+    }
+    const stub = env.BASELINE.get(env.BASELINE.idFromName(path.split("/").slice(2).join("/")))
+    if (path.startsWith("/hold-bridge/") && request.method === "GET") return bridge(request, stub)
+    return stub.fetch(request)
   },
 }

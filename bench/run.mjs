@@ -15,14 +15,14 @@ import { ROOT } from "../miniflare-tests/mf.mjs"
 import { baseline, node, ours, oursInObject } from "./servers.mjs"
 import { authCost } from "./auth-cost.mjs"
 import { missingFigures } from "./smoke-check.mjs"
-import { appends, catchUp, fanOut, idleSse, longPollWall, parkedMemory, producerBatches, transport } from "./workloads.mjs"
+import { appends, catchUp, fanOut, heldFloor, idleSse, longPollWall, parkedMemory, producerBatches, transport, workerOnly } from "./workloads.mjs"
 
 const smoke = process.argv.includes("--smoke")
 const outIdx = process.argv.indexOf("--out")
 const out = outIdx > 0 ? process.argv[outIdx + 1] : null
 const P = smoke
-  ? { duration: 300, mb: 1, readers: 5, messages: 5, interval: 50, parked: 20, idle: 20, idleMs: 0, wall: 20, wallAppends: 3 }
-  : { duration: 4000, mb: 10, readers: 100, messages: 100, interval: 50, parked: 1000, idle: Number(process.env.BENCH_IDLE ?? 5_000), idleMs: 12_000, wall: 2000, wallAppends: 20 }
+  ? { duration: 300, mb: 1, readers: 5, messages: 5, interval: 50, parked: 20, idle: 20, idleMs: 0, wall: 20, wallAppends: 3, workerOnly: 200 }
+  : { duration: 4000, mb: 10, readers: 100, messages: 100, interval: 50, parked: 1000, idle: Number(process.env.BENCH_IDLE ?? 5_000), idleMs: 12_000, wall: 2000, wallAppends: 20, workerOnly: 20_000 }
 const uniq = (p) => `${p}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
@@ -74,6 +74,7 @@ async function measure(srv) {
   r.fanout_long_poll = await fanOut(srv, { kind: "long-poll", readers: P.readers, messages: P.messages, intervalMs: P.interval })
   r.fanout_sse = await fanOut(srv, { kind: "sse", readers: P.readers, messages: P.messages, intervalMs: P.interval })
   r.parked_sse = await parkedMemory(srv, { parked: P.parked })
+  if (srv.stats) r.worker_only = await workerOnly(srv, { requests: P.workerOnly, method: "OPTIONS", path: "/v1/stream/x" })
   r.transport_dropped = transport.dropped
   return r
 }
@@ -83,8 +84,14 @@ async function measureBaseline(srv) {
     const name = uniq(mode)
     return appends(srv, { writers: 16, pathFor: (i) => `/${mode}/${hot ? name : `${name}-${i}`}`, durationMs: P.duration, bodyBytes: 100, setup: false })
   }
-  return { echo_16x16: await w("echo", false), insert_16x16: await w("insert", false), insert_hot: await w("insert", true) }
+  return {
+    echo_16x16: await w("echo", false),
+    insert_16x16: await w("insert", false),
+    insert_hot: await w("insert", true),
+    worker_only: await workerOnly(srv, { requests: P.workerOnly, method: "POST", path: `/hold-worker/${uniq("w")}` }),
+  }
 }
+const floorModes = ["hold-worker", "hold-object", "hold-bridge"]
 
 const results = { date: new Date().toISOString(), machine: `${cpus().length} cores, ${cpus()[0]?.model ?? "?"}`, smoke, params: P, servers: {} }
 results.bundle = await bundleAndColdStart()
@@ -116,6 +123,17 @@ results.auth = await authCost({ rounds: smoke ? 20 : 1000 })
   const srv = await baseline()
   try {
     results.baseline = await measureBaseline(srv)
+  } finally {
+    await srv.stop()
+  }
+}
+// The runtime's floor for an idle live reader, as many readers as the idle
+// SSE workload, each shape in a fresh workerd (an RSS delta in a process that
+// already freed memory reads low).
+for (const mode of floorModes) {
+  const srv = await baseline()
+  try {
+    results.baseline[mode] = await heldFloor(srv, { readers: P.idle, mode })
   } finally {
     await srv.stop()
   }
@@ -159,6 +177,16 @@ table.push(
   `| echo, 16 writers on 16 objects | ${fmt(b.echo_16x16.ops_per_s)} | ${((100 * o.appends_16x16.ops_per_s) / b.echo_16x16.ops_per_s).toFixed(0)} % |`,
   `| one SQLite insert, 16 writers on 16 objects | ${fmt(b.insert_16x16.ops_per_s)} | ${((100 * o.appends_16x16.ops_per_s) / b.insert_16x16.ops_per_s).toFixed(0)} % |`,
   `| one SQLite insert, 16 writers on one object | ${fmt(b.insert_hot.ops_per_s)} | ${((100 * o.appends_hot.ops_per_s) / b.insert_hot.ops_per_s).toFixed(0)} % |`,
+  "",
+  `a request the Worker answers itself, 64 at a time, µs each: ours (CORS preflight) ${fmt(o.worker_only.us_per_request)}, do-nothing Worker ${fmt(b.worker_only.us_per_request)}`,
+  "",
+  `| same runtime, do-nothing Worker holding ${P.idle} idle SSE readers | KiB per reader | readers that got one event |`,
+  `| --- | --- | --- |`,
+  ...[
+    ["the Worker holds the request", "hold-worker"],
+    ["the object holds the request", "hold-object"],
+    ["the Worker holds the request and a hibernatable WebSocket to the object", "hold-bridge"],
+  ].map(([label, m]) => `| ${label} | ${fmt(b[m].bytes_per_reader / 1024)} | ${b[m].woke} of ${b[m].readers} |`),
   "",
   `bundle: wasm ${(results.bundle.wasm_bytes / 1024).toFixed(0)} KiB raw, ${(results.bundle.wasm_gzip_bytes / 1024).toFixed(0)} KiB gzip; ` +
     `JS ${(results.bundle.js_bytes / 1024).toFixed(0)} KiB raw, ${(results.bundle.js_gzip_bytes / 1024).toFixed(0)} KiB gzip` +
@@ -207,6 +235,12 @@ if (smoke) {
       L
     ),
     ...missingFigures(liveRows, liveNames.slice(0, 2), L),
+    ...missingFigures([["worker-only µs", (r) => r.worker_only.us_per_request]], ["ours", "baseline"], { ours: S["ours (workerd)"], baseline: results.baseline }),
+    ...missingFigures(
+      floorModes.map((m) => [`floor ${m}`, (r) => (r[m].woke === r[m].readers ? r[m].bytes_per_reader : NaN)]),
+      ["baseline"],
+      { baseline: results.baseline }
+    ),
   ]
   if (missing.length) {
     console.error(`bench smoke: missing figures: ${missing.join("; ")}`)

@@ -257,21 +257,26 @@ export async function longPollWall(srv, { readers, appends }) {
   const controller = new AbortController()
   setMaxListeners(0, controller.signal)
   let stop = false
+  // undici's request API, not fetch: with 2,000 readers on 2 shared cores,
+  // fetch's own cost per response made the load generator the bottleneck
+  // for every server alike.
+  const pool = new Pool(srv.base, { connections: readers })
+  const path = new URL(url).pathname
   const clients = Array.from({ length: readers }, async (_, i) => {
     let offset = start
     while (!stop) {
       try {
-        const r = await fetch(`${url}?offset=${encodeURIComponent(offset)}&live=long-poll&cursor=r${i}`, { signal: controller.signal })
-        const body = await r.text()
-        if (r.status === 200) {
+        const r = await pool.request({ method: "GET", path: `${path}?offset=${encodeURIComponent(offset)}&live=long-poll&cursor=r${i}`, signal: controller.signal })
+        const body = await r.body.text()
+        if (r.statusCode === 200) {
           const at = performance.now()
           for (const m of body.matchAll(/#(\d+);/g)) {
             got[Number(m[1])]++
             last[Number(m[1])] = Math.max(last[Number(m[1])], at)
           }
         }
-        offset = r.headers.get("stream-next-offset") ?? offset
-        if (r.status >= 500) await sleep(50)
+        offset = r.headers["stream-next-offset"] ?? offset
+        if (r.statusCode >= 500) await sleep(50)
       } catch {
         if (!stop) await sleep(50)
       }
@@ -299,6 +304,7 @@ export async function longPollWall(srv, { readers, appends }) {
   stop = true
   controller.abort()
   await Promise.all(clients)
+  await pool.destroy()
   acks.sort((a, b) => a - b)
   const done = walls.filter(Number.isFinite).sort((a, b) => a - b)
   return {
@@ -308,4 +314,62 @@ export async function longPollWall(srv, { readers, appends }) {
     all_delivered_p99_ms: done.length === walls.length ? pct(done, 99) : NaN,
     complete: got.filter((g) => g === readers).length,
   }
+}
+
+/**
+ * The runtime's floor for an idle SSE reader (the do-nothing Worker's
+ * /hold-*\/ routes, see baseline-worker.mjs): RSS growth of the workerd
+ * process per reader while `readers` wait, and how many then get one event.
+ */
+export async function heldFloor(srv, { readers, mode }) {
+  const url = `${srv.base}/${mode}/${uniq(mode)}`
+  await (await fetch(url, { method: "POST" })).arrayBuffer()
+  await sleep(500)
+  const before = rss(srv.pid)
+  const controller = new AbortController()
+  setMaxListeners(0, controller.signal)
+  let connected = 0
+  let woke = 0
+  const clients = Array.from({ length: readers }, () =>
+    fetch(url, { signal: controller.signal })
+      .then(async (r) => {
+        connected++
+        const reader = r.body.pipeThrough(new TextDecoderStream()).getReader()
+        let text = ""
+        for (;;) {
+          const { value, done } = await reader.read()
+          if (done) return
+          text += value
+          if (text.includes("data: wake")) return void woke++
+        }
+      })
+      .catch(() => null)
+  )
+  for (let i = 0; i < 1200 && connected < readers; i++) await sleep(50)
+  await sleep(1000)
+  const after = rss(srv.pid)
+  await (await fetch(url, { method: "POST" })).arrayBuffer()
+  for (let i = 0; i < 600 && woke < connected; i++) await sleep(50)
+  controller.abort()
+  await Promise.all(clients)
+  return { readers, connected, woke, bytes_per_reader: (after - before) / readers }
+}
+
+/**
+ * A Worker's fixed cost per request: `requests` requests that the Worker
+ * answers itself without a Durable Object (ours: a CORS preflight; the
+ * do-nothing Worker: a POST of /hold-worker/), 64 at a time; µs per request.
+ */
+export async function workerOnly(srv, { requests, method, path }) {
+  const pool = new Pool(srv.base, { connections: 64 })
+  let sent = 0
+  const t0 = performance.now()
+  await Promise.all(
+    Array.from({ length: 64 }, async () => {
+      while (sent++ < requests) await call(pool, method, path)
+    })
+  )
+  const us = ((performance.now() - t0) * 1000) / requests
+  await pool.close()
+  return { us_per_request: us }
 }
