@@ -15,8 +15,8 @@ const enc = new TextEncoder()
 const KEEP_ALIVE_MS = 15_000
 const WAKE = enc.encode("data: wake\n\n")
 
-/** An SSE response held open; `writers` holds its writer until the client leaves. */
-function held(writers) {
+/** An SSE response held open; `writers`, if given, holds its writer until the client leaves. */
+function held(writers = new Set()) {
   const { readable, writable } = new TransformStream()
   const writer = writable.getWriter()
   const leave = () => {
@@ -72,7 +72,7 @@ export class Baseline {
 let workerWakes = 0
 
 function heldByWorker() {
-  const { response, writer, leave } = held(new Set())
+  const { response, writer, leave } = held()
   const seen = workerWakes
   const check = setInterval(() => {
     if (workerWakes === seen) return
@@ -88,7 +88,7 @@ async function bridge(request, stub) {
   const ws = r.webSocket
   if (!ws) return new Response("no socket", { status: 502 })
   ws.accept()
-  const { response, writer, leave } = held(new Set())
+  const { response, writer, leave } = held()
   ws.addEventListener("message", () => writer.write(WAKE).catch(() => ws.close(1000)))
   ws.addEventListener("close", () => {
     leave()

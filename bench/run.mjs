@@ -91,7 +91,12 @@ async function measureBaseline(srv) {
     worker_only: await workerOnly(srv, { requests: P.workerOnly, method: "POST", path: `/hold-worker/${uniq("w")}` }),
   }
 }
-const floorModes = ["hold-worker", "hold-object", "hold-bridge"]
+/** The do-nothing Worker's shapes of an idle reader (baseline-worker.mjs). */
+const floorShapes = [
+  ["hold-worker", "the Worker holds the request"],
+  ["hold-object", "the object holds the request"],
+  ["hold-bridge", "the Worker holds the request and a hibernatable WebSocket to the object"],
+]
 
 const results = { date: new Date().toISOString(), machine: `${cpus().length} cores, ${cpus()[0]?.model ?? "?"}`, smoke, params: P, servers: {} }
 results.bundle = await bundleAndColdStart()
@@ -130,7 +135,7 @@ results.auth = await authCost({ rounds: smoke ? 20 : 1000 })
 // The runtime's floor for an idle live reader, as many readers as the idle
 // SSE workload, each shape in a fresh workerd (an RSS delta in a process that
 // already freed memory reads low).
-for (const mode of floorModes) {
+for (const [mode] of floorShapes) {
   const srv = await baseline()
   try {
     results.baseline[mode] = await heldFloor(srv, { readers: P.idle, mode })
@@ -182,11 +187,7 @@ table.push(
   "",
   `| same runtime, do-nothing Worker holding ${P.idle} idle SSE readers | KiB per reader | readers that got one event |`,
   `| --- | --- | --- |`,
-  ...[
-    ["the Worker holds the request", "hold-worker"],
-    ["the object holds the request", "hold-object"],
-    ["the Worker holds the request and a hibernatable WebSocket to the object", "hold-bridge"],
-  ].map(([label, m]) => `| ${label} | ${fmt(b[m].bytes_per_reader / 1024)} | ${b[m].woke} of ${b[m].readers} |`),
+  ...floorShapes.map(([m, label]) => `| ${label} | ${fmt(b[m].bytes_per_reader / 1024)} | ${b[m].woke} of ${b[m].readers} |`),
   "",
   `bundle: wasm ${(results.bundle.wasm_bytes / 1024).toFixed(0)} KiB raw, ${(results.bundle.wasm_gzip_bytes / 1024).toFixed(0)} KiB gzip; ` +
     `JS ${(results.bundle.js_bytes / 1024).toFixed(0)} KiB raw, ${(results.bundle.js_gzip_bytes / 1024).toFixed(0)} KiB gzip` +
@@ -237,7 +238,7 @@ if (smoke) {
     ...missingFigures(liveRows, liveNames.slice(0, 2), L),
     ...missingFigures([["worker-only µs", (r) => r.worker_only.us_per_request]], ["ours", "baseline"], { ours: S["ours (workerd)"], baseline: results.baseline }),
     ...missingFigures(
-      floorModes.map((m) => [`floor ${m}`, (r) => (r[m].woke === r[m].readers ? r[m].bytes_per_reader : NaN)]),
+      floorShapes.map(([m]) => [`floor ${m}`, (r) => (r[m].woke === r[m].readers ? r[m].bytes_per_reader : NaN)]),
       ["baseline"],
       { baseline: results.baseline }
     ),

@@ -154,6 +154,39 @@ export async function fanOut(srv, { kind, readers, messages, intervalMs }) {
   return { p50_ms: pct(samples, 50), p99_ms: pct(samples, 99), deliveries: samples.length }
 }
 
+/**
+ * `count` readers that GET `url` and read its body until `done(text so far)`
+ * says so or the body ends; `connected()` counts those with a response.
+ * `stop()` aborts them all and waits for them.
+ */
+function openReaders(url, count, done = () => false) {
+  const controller = new AbortController()
+  setMaxListeners(0, controller.signal)
+  let connected = 0
+  const readers = Array.from({ length: count }, () =>
+    fetch(url, { signal: controller.signal })
+      .then(async (r) => {
+        connected++
+        const reader = r.body.pipeThrough(new TextDecoderStream()).getReader()
+        let text = ""
+        for (;;) {
+          const { value, done: ended } = await reader.read()
+          if (ended) return
+          text += value
+          if (done(text)) return
+        }
+      })
+      .catch(() => null)
+  )
+  return {
+    connected: () => connected,
+    stop: async () => {
+      controller.abort()
+      await Promise.all(readers)
+    },
+  }
+}
+
 /** Server memory per parked SSE reader (`parked` readers at the tail). */
 export async function parkedMemory(srv, { parked }) {
   const url = `${srv.base}/v1/stream/${uniq("parked")}`
@@ -161,22 +194,12 @@ export async function parkedMemory(srv, { parked }) {
   await (await fetch(`${url}?offset=-1`)).text()
   await sleep(500)
   const before = rss(srv.pid)
-  const controller = new AbortController()
-  let connected = 0
-  const readers = Array.from({ length: parked }, () =>
-    fetch(`${url}?offset=now&live=sse`, { signal: controller.signal })
-      .then(async (r) => {
-        connected++
-        const reader = r.body.getReader()
-        for (;;) if ((await reader.read()).done) break
-      })
-      .catch(() => null)
-  )
-  for (let i = 0; i < 600 && connected < parked; i++) await sleep(50)
+  const readers = openReaders(`${url}?offset=now&live=sse`, parked)
+  for (let i = 0; i < 600 && readers.connected() < parked; i++) await sleep(50)
   await sleep(1000)
   const after = rss(srv.pid)
-  controller.abort()
-  await Promise.all(readers)
+  const connected = readers.connected()
+  await readers.stop()
   // RSS moves with the allocator's mood: a small fleet can even shrink it.
   // Below zero means "too small to see", reported as 0.
   const raw = (after - before) / parked
@@ -326,32 +349,19 @@ export async function heldFloor(srv, { readers, mode }) {
   await (await fetch(url, { method: "POST" })).arrayBuffer()
   await sleep(500)
   const before = rss(srv.pid)
-  const controller = new AbortController()
-  setMaxListeners(0, controller.signal)
-  let connected = 0
   let woke = 0
-  const clients = Array.from({ length: readers }, () =>
-    fetch(url, { signal: controller.signal })
-      .then(async (r) => {
-        connected++
-        const reader = r.body.pipeThrough(new TextDecoderStream()).getReader()
-        let text = ""
-        for (;;) {
-          const { value, done } = await reader.read()
-          if (done) return
-          text += value
-          if (text.includes("data: wake")) return void woke++
-        }
-      })
-      .catch(() => null)
-  )
-  for (let i = 0; i < 1200 && connected < readers; i++) await sleep(50)
+  const open = openReaders(url, readers, (text) => {
+    if (!text.includes("data: wake")) return false
+    woke++
+    return true
+  })
+  for (let i = 0; i < 1200 && open.connected() < readers; i++) await sleep(50)
   await sleep(1000)
   const after = rss(srv.pid)
   await (await fetch(url, { method: "POST" })).arrayBuffer()
-  for (let i = 0; i < 600 && woke < connected; i++) await sleep(50)
-  controller.abort()
-  await Promise.all(clients)
+  for (let i = 0; i < 600 && woke < open.connected(); i++) await sleep(50)
+  const connected = open.connected()
+  await open.stop()
   return { readers, connected, woke, bytes_per_reader: (after - before) / readers }
 }
 
