@@ -84,6 +84,17 @@ describe("proxy: the demo model", () => {
     const script = await fetch(`${base}/app.js`)
     expect(script.status).toBe(200)
     expect(await script.text()).toContain("new EventSource")
+    // Embedded in the Worker: the page's own policy, validators, no writes.
+    expect(page.headers.get("content-security-policy")).toContain("default-src 'self'")
+    expect(script.headers.get("content-type")).toMatch(/text\/javascript/)
+    const etag = script.headers.get("etag")
+    expect(etag).toMatch(/^"demo-[0-9a-f]{16}"$/)
+    const again = await fetch(`${base}/app.js`, { headers: { "if-none-match": etag! } })
+    expect(again.status).toBe(304)
+    const post = await fetch(`${base}/`, { method: "POST", body: "x" })
+    expect(post.status).toBe(405)
+    expect(post.headers.get("allow")).toBe("GET, HEAD")
+    expect((await fetch(`${base}/app.jsx`)).status).toBe(404)
   })
 
   test("bad requests get 4xx with a reason", async () => {

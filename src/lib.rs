@@ -41,6 +41,7 @@
 //!   - `trim`: one trim step over the store (units from rows, the Trim commit).
 //!   - `subscription`: one subscription's state machine: links, wakes, leases,
 //!     webhook retries, pull-wake claims, fencing (§7).
+//!   - `demo_page`: the demo page and its script, embedded, with their headers.
 //!   - `request`, `response`, `decision`, `failure`: neutral types and helpers.
 //! - `cloudflare` (wasm32 only): the Worker entry and its edge cache, the
 //!   Durable Object (shared state, effects and outbox, SSE pump, fork roles),

@@ -11,6 +11,7 @@ pub mod config;
 pub mod create;
 pub mod ctx;
 pub mod decision;
+pub mod demo_page;
 pub mod failure;
 pub mod fork;
 pub mod fork_create;

@@ -48,6 +48,7 @@ pub const PRODUCER_RECEIVED_SEQ: &str = "producer-received-seq";
 
 // PROTOCOL.md §12.7 browser security headers.
 pub const X_CONTENT_TYPE_OPTIONS: &str = "x-content-type-options";
+pub const REFERRER_POLICY: &str = "referrer-policy";
 pub const CROSS_ORIGIN_RESOURCE_POLICY: &str = "cross-origin-resource-policy";
 
 // CORS.
