@@ -11,9 +11,17 @@
 //   /hold-object/  the Worker forwards; the Durable Object holds the request
 //   /hold-bridge/  the Worker holds the request and a WebSocket to the object,
 //                  which accepts it with the hibernation API (our bridge's shape)
+//
+// The runtime's floor for long-poll fan-out: /poll-object/NAME is the least a
+// long-poll server in a Durable Object can do. PUT answers with
+// `Stream-Next-Offset: 0`; POST appends its body to a list in memory, answers
+// every waiting reader and then the writer (204); GET ?offset=N answers at
+// once with the entries from N on (and `Stream-Next-Offset`), or waits for
+// the next POST (204 after LONG_POLL_MS).
 const enc = new TextEncoder()
 const KEEP_ALIVE_MS = 15_000
 const WAKE = enc.encode("data: wake\n\n")
+const LONG_POLL_MS = 20_000
 
 /** An SSE response held open; `writers`, if given, holds its writer until the client leaves. */
 function held(writers = new Set()) {
@@ -38,6 +46,9 @@ export class Baseline {
   constructor(state) {
     this.state = state
     this.writers = new Set()
+    /** /poll-object/: the entries appended, and the readers waiting for the next. */
+    this.log = []
+    this.waiting = new Set()
     this.sql = state.storage.sql
     this.sql.exec("CREATE TABLE IF NOT EXISTS rows (id INTEGER PRIMARY KEY, data BLOB)")
   }
@@ -46,6 +57,7 @@ export class Baseline {
     if (path.startsWith("/hold-object/")) {
       return request.method === "POST" ? wakeAll(this.writers) : held(this.writers).response
     }
+    if (path.startsWith("/poll-object/")) return this.poll(request)
     if (path.startsWith("/hold-bridge/")) {
       if (request.method === "POST") {
         for (const ws of this.state.getWebSockets()) ws.send("wake")
@@ -60,6 +72,28 @@ export class Baseline {
       this.sql.exec("INSERT INTO rows (data) VALUES (?)", body)
     }
     return new Response(null, { status: 204 })
+  }
+  async poll(request) {
+    const next = () => ({ "stream-next-offset": String(this.log.length) })
+    if (request.method === "PUT") return new Response(null, { status: 201, headers: next() })
+    if (request.method === "POST") {
+      this.log.push(await request.text())
+      for (const wake of this.waiting) wake()
+      this.waiting.clear()
+      return new Response(null, { status: 204, headers: next() })
+    }
+    const at = Number(new URL(request.url).searchParams.get("offset")) || 0
+    if (at >= this.log.length) {
+      await new Promise((resolve) => {
+        const timer = setTimeout(resolve, LONG_POLL_MS)
+        this.waiting.add(() => {
+          clearTimeout(timer)
+          resolve()
+        })
+      })
+    }
+    if (at >= this.log.length) return new Response(null, { status: 204, headers: { "stream-next-offset": String(at) } })
+    return new Response(this.log.slice(at).join(""), { headers: next() })
   }
   webSocketMessage() {}
   webSocketClose(ws, code) {

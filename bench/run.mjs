@@ -143,6 +143,18 @@ for (const [mode] of floorShapes) {
     await srv.stop()
   }
 }
+// The runtime's floor for long-poll fan-out: a do-nothing object holding
+// long-polls (baseline-worker.mjs, /poll-object/), in a fresh workerd.
+{
+  const srv = await baseline()
+  try {
+    const prefix = "/poll-object/"
+    results.baseline.poll_fanout = await fanOut(srv, { kind: "long-poll", readers: P.readers, messages: P.messages, intervalMs: P.interval, prefix })
+    results.baseline.poll_wall = await longPollWall(srv, { readers: P.wall, appends: P.wallAppends, prefix })
+  } finally {
+    await srv.stop()
+  }
+}
 
 // The table: our figure, each reference, and ours ÷ reference.
 const S = results.servers
@@ -222,6 +234,23 @@ table.push(
   ...liveRows.map(([label, get]) => `| ${label} | ${liveNames.map((n) => fmt(get(L[n]))).join(" | ")} |`),
   `| ${P.idle} idle SSE readers: object evicted while idle | ${liveNames.map((n) => yesNo(L[n].idle_sse.evicted)).join(" | ")} |`
 )
+// Ours against the floor of the same runtime, and Node.
+const floorRows = [
+  [`${P.readers} long-poll readers, delivery p50 ms`, (f) => f.poll_fanout.p50_ms, (o) => o.fanout_long_poll.p50_ms],
+  ["  p99 ms", (f) => f.poll_fanout.p99_ms, (o) => o.fanout_long_poll.p99_ms],
+  [`${P.wall} long-polls (distinct cursors): append ack p50 ms`, (f) => f.poll_wall.ack_p50_ms, (o, l) => l.long_poll_wall.ack_p50_ms],
+  ["  append ack p99 ms", (f) => f.poll_wall.ack_p99_ms, (o, l) => l.long_poll_wall.ack_p99_ms],
+  ["  every reader has it, p99 ms", (f) => f.poll_wall.all_delivered_p99_ms, (o, l) => l.long_poll_wall.all_delivered_p99_ms],
+]
+const nodeMem = "node (memory)"
+table.push(
+  "",
+  `| long-poll fan-out | do-nothing object holding long-polls (same runtime) | ours (bridge) | node (memory) |`,
+  `| --- | --- | --- | --- |`,
+  ...floorRows.map(([label, floor, get]) =>
+    `| ${label} | ${fmt(floor(b))} | ${fmt(get(o, L["ours (workerd)"]))} | ${fmt(get(S[nodeMem], L[nodeMem]))} |`
+  )
+)
 console.log(`\n${results.date} — ${results.machine}${smoke ? " (smoke run)" : ""}\n`)
 console.log(table.join("\n"))
 results.table = table
@@ -237,6 +266,11 @@ if (smoke) {
     ),
     ...missingFigures(liveRows, liveNames.slice(0, 2), L),
     ...missingFigures([["worker-only µs", (r) => r.worker_only.us_per_request]], ["ours", "baseline"], { ours: S["ours (workerd)"], baseline: results.baseline }),
+    ...missingFigures(
+      floorRows.map(([label, floor]) => [`floor: ${label}`, floor]),
+      ["baseline"],
+      { baseline: results.baseline }
+    ),
     ...missingFigures(
       floorShapes.map(([m]) => [`floor ${m}`, (r) => (r[m].woke === r[m].readers ? r[m].bytes_per_reader : NaN)]),
       ["baseline"],

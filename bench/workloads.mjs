@@ -128,8 +128,8 @@ export async function catchUp(srv, { mb }) {
 }
 
 /** `readers` live readers (SSE or long-poll) of one stream, one append every `intervalMs`. */
-export async function fanOut(srv, { kind, readers, messages, intervalMs }) {
-  const url = `${srv.base}/v1/stream/${uniq(`fanout-${kind}`)}`
+export async function fanOut(srv, { kind, readers, messages, intervalMs, prefix = "/v1/stream/" }) {
+  const url = `${srv.base}${prefix}${uniq(`fanout-${kind}`)}`
   await fetch(url, { method: "PUT", headers: { "content-type": "text/plain" } })
   const sent = new Array(messages)
   const samples = []
@@ -270,9 +270,9 @@ export async function idleSse(srv, { readers, idleMs }) {
  * last: each append's acknowledgement time, and the time until every
  * reader has it.
  */
-export async function longPollWall(srv, { readers, appends }) {
+export async function longPollWall(srv, { readers, appends, prefix = "/v1/stream/" }) {
   const name = uniq("lp-wall")
-  const url = `${srv.base}/v1/stream/${name}`
+  const url = `${srv.base}${prefix}${name}`
   const created = await fetch(url, { method: "PUT", headers: { "content-type": "text/plain" } })
   const start = created.headers.get("stream-next-offset")
   const got = new Array(appends).fill(0)
