@@ -22,7 +22,8 @@
 //!   - `path`: stream path validation and canonical names (§12.2).
 //!   - `query`: `offset`, `live`, `cursor` parsing (§5.6–§5.8).
 //!   - `retention`: retention policy headers, deployment defaults and ceilings.
-//!   - `auth`: access tokens, scopes, globs and glob coverage (§12.1).
+//!   - `auth`: access tokens, scopes and the operations a request needs (§12.1).
+//!   - `glob`: stream path globs and glob coverage (§6, §12.1).
 //!   - `subscription`: the `__ds` routes, subscription bodies, webhook URL checks (§6, §7, §12.8).
 //!   - `error`: the one `ProtocolError` enum and its status/code/header view.
 //! - [`engine`]: the per-stream state machine.
@@ -40,7 +41,8 @@
 //!   - `retention`: which whole units a trim step drops (bounded steps).
 //!   - `trim`: one trim step over the store (units from rows, the Trim commit).
 //!   - `subscription`: one subscription's state machine: links, wakes, leases,
-//!     webhook retries, pull-wake claims, fencing (§7).
+//!     webhook retries (`wake`: answers to a wake, fenced; `views`: its JSON
+//!     and bodies), pull-wake claims, fencing (§7).
 //!   - `demo_page`: the demo page and its script, embedded, with their headers.
 //!   - `request`, `response`, `decision`, `failure`: neutral types and helpers.
 //! - `cloudflare` (wasm32 only): the Worker entry and its edge cache, the

@@ -12,7 +12,7 @@
 //! the pattern's literal prefix.
 
 use super::sub_calls::{INDEX_ADD, INDEX_MATCH, INDEX_REGISTER, INDEX_REMOVE, INDEX_UNREGISTER};
-use crate::protocol::auth::Glob;
+use crate::protocol::glob::Glob;
 use serde_json::{json, Value};
 use std::cell::Cell;
 use worker::{

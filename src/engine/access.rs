@@ -13,9 +13,8 @@
 //! CORS_ORIGINS     allowed browser origins, separated by spaces or commas (default *)
 //! ```
 
-use crate::protocol::auth::{
-    self, glob_list, parse_jwks, Alg, Denied, Expect, Glob, Op, PublicKey, Token,
-};
+use crate::protocol::auth::{self, parse_jwks, Alg, Denied, Expect, Op, PublicKey, Token};
+use crate::protocol::glob::{glob_list, Glob};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

@@ -8,6 +8,7 @@ pub mod cursor;
 pub mod demo_model;
 pub mod error;
 pub mod expiry;
+pub mod glob;
 pub mod headers;
 pub mod json;
 pub mod multi;

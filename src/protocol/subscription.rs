@@ -12,7 +12,7 @@
 //! POST          __ds/subscriptions/:id/claim|ack|release   pull-wake (§7.2)
 //! ```
 
-use super::auth::Glob;
+use super::glob::Glob;
 use super::offset::WireOffset;
 use super::outbound;
 use percent_encoding::percent_decode_str;
