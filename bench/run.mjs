@@ -117,7 +117,6 @@ for (const start of [ours, oursInObject, () => node(false)]) {
     // Idle readers first: aborted long-polls stay in the Worker until their
     // deadline under Miniflare, which does not pass the disconnect on.
     r.idle_sse = await idleSse(srv, { readers: P.idle, idleMs: srv.stats ? P.idleMs : 0 })
-    r.long_poll_wall = await longPollWall(srv, { readers: P.wall, appends: P.wallAppends })
     results.live[srv.name] = r
   } finally {
     await srv.stop()
@@ -143,14 +142,19 @@ for (const [mode] of floorShapes) {
     await srv.stop()
   }
 }
-// The runtime's floor for long-poll fan-out: a do-nothing object holding
-// long-polls (baseline-worker.mjs, /poll-object/), in a fresh workerd.
-{
-  const srv = await baseline()
+// Long-poll fan-out, every server in a fresh process (no earlier workload's
+// leftovers weigh on one of them), against the runtime's floor: a
+// do-nothing object holding long-polls (baseline-worker.mjs, /poll-object/).
+const floorPolls = async () => ({ ...(await baseline()), name: "floor", prefix: "/poll-object/" })
+results.long_poll = {}
+for (const start of [floorPolls, ours, oursInObject, () => node(false)]) {
+  const srv = await start()
   try {
-    const prefix = "/poll-object/"
-    results.baseline.poll_fanout = await fanOut(srv, { kind: "long-poll", readers: P.readers, messages: P.messages, intervalMs: P.interval, prefix })
-    results.baseline.poll_wall = await longPollWall(srv, { readers: P.wall, appends: P.wallAppends, prefix })
+    const prefix = srv.prefix ?? "/v1/stream/"
+    results.long_poll[srv.name] = {
+      fanout: await fanOut(srv, { kind: "long-poll", readers: P.readers, messages: P.messages, intervalMs: P.interval, prefix }),
+      wall: await longPollWall(srv, { readers: P.wall, appends: P.wallAppends, prefix }),
+    }
   } finally {
     await srv.stop()
   }
@@ -218,9 +222,6 @@ table.push("", `requests closed by the runtime without an answer (retried): ${dr
 const L = results.live
 const liveNames = ["ours (workerd)", "ours, readers in the object", "node (memory)"]
 const liveRows = [
-  [`${P.wall} long-polls (distinct cursors): append ack p50 ms`, (r) => r.long_poll_wall.ack_p50_ms],
-  ["  append ack p99 ms", (r) => r.long_poll_wall.ack_p99_ms],
-  ["  every reader has it, p99 ms", (r) => r.long_poll_wall.all_delivered_p99_ms],
   [`${P.idle} idle SSE readers: KiB per reader (server process)`, (r) => r.idle_sse.bytes_per_reader / 1024],
   ["  readers' requests held in the object", (r) => r.idle_sse.held_requests],
   ["  readers that got the next appends exactly once", (r) => r.idle_sse.exactly_once],
@@ -234,22 +235,21 @@ table.push(
   ...liveRows.map(([label, get]) => `| ${label} | ${liveNames.map((n) => fmt(get(L[n]))).join(" | ")} |`),
   `| ${P.idle} idle SSE readers: object evicted while idle | ${liveNames.map((n) => yesNo(L[n].idle_sse.evicted)).join(" | ")} |`
 )
-// Ours against the floor of the same runtime, and Node.
-const floorRows = [
-  [`${P.readers} long-poll readers, delivery p50 ms`, (f) => f.poll_fanout.p50_ms, (o) => o.fanout_long_poll.p50_ms],
-  ["  p99 ms", (f) => f.poll_fanout.p99_ms, (o) => o.fanout_long_poll.p99_ms],
-  [`${P.wall} long-polls (distinct cursors): append ack p50 ms`, (f) => f.poll_wall.ack_p50_ms, (o, l) => l.long_poll_wall.ack_p50_ms],
-  ["  append ack p99 ms", (f) => f.poll_wall.ack_p99_ms, (o, l) => l.long_poll_wall.ack_p99_ms],
-  ["  every reader has it, p99 ms", (f) => f.poll_wall.all_delivered_p99_ms, (o, l) => l.long_poll_wall.all_delivered_p99_ms],
+// Long-poll fan-out: ours against the floor of the same runtime, and Node.
+const LP = results.long_poll
+const pollNames = ["floor", "ours (workerd)", "ours, readers in the object", "node (memory)"]
+const pollRows = [
+  [`${P.readers} long-poll readers, one append every ${P.interval} ms: delivery p50 ms`, (r) => r.fanout.p50_ms],
+  ["  p99 ms", (r) => r.fanout.p99_ms],
+  [`${P.wall} long-polls (distinct cursors): append ack p50 ms`, (r) => r.wall.ack_p50_ms],
+  ["  append ack p99 ms", (r) => r.wall.ack_p99_ms],
+  ["  every reader has it, p99 ms", (r) => r.wall.all_delivered_p99_ms],
 ]
-const nodeMem = "node (memory)"
 table.push(
   "",
-  `| long-poll fan-out | do-nothing object holding long-polls (same runtime) | ours (bridge) | node (memory) |`,
-  `| --- | --- | --- | --- |`,
-  ...floorRows.map(([label, floor, get]) =>
-    `| ${label} | ${fmt(floor(b))} | ${fmt(get(o, L["ours (workerd)"]))} | ${fmt(get(S[nodeMem], L[nodeMem]))} |`
-  )
+  "| long-poll fan-out, each server fresh | do-nothing object holding long-polls (same runtime) | ours (bridge) | ours, readers in the object | node (memory) |",
+  "| --- | --- | --- | --- | --- |",
+  ...pollRows.map(([label, get]) => `| ${label} | ${pollNames.map((n) => fmt(get(LP[n]))).join(" | ")} |`)
 )
 console.log(`\n${results.date} — ${results.machine}${smoke ? " (smoke run)" : ""}\n`)
 console.log(table.join("\n"))
@@ -266,11 +266,7 @@ if (smoke) {
     ),
     ...missingFigures(liveRows, liveNames.slice(0, 2), L),
     ...missingFigures([["worker-only µs", (r) => r.worker_only.us_per_request]], ["ours", "baseline"], { ours: S["ours (workerd)"], baseline: results.baseline }),
-    ...missingFigures(
-      floorRows.map(([label, floor]) => [`floor: ${label}`, floor]),
-      ["baseline"],
-      { baseline: results.baseline }
-    ),
+    ...missingFigures(pollRows, pollNames, LP),
     ...missingFigures(
       floorShapes.map(([m]) => [`floor ${m}`, (r) => (r[m].woke === r[m].readers ? r[m].bytes_per_reader : NaN)]),
       ["baseline"],
