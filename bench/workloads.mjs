@@ -223,14 +223,17 @@ async function objectStats(srv, name) {
 export async function idleSse(srv, { readers, idleMs }) {
   const name = uniq("idle-sse")
   const url = `${srv.base}/v1/stream/${name}`
-  await fetch(url, { method: "PUT", headers: { "content-type": "text/plain" } })
+  const created = await fetch(url, { method: "PUT", headers: { "content-type": "text/plain" } })
+  // From the tail's offset, not `now`: a reader that connects after the
+  // first append (a slow server or machine) still reads both exactly once.
+  const tail = created.headers.get("stream-next-offset")
   await sleep(500)
   const before = rss(srv.pid)
   const controller = new AbortController()
   setMaxListeners(0, controller.signal)
   const expected = "wake;done;"
   const clients = Array.from({ length: readers }, () =>
-    sseReader(url, expected.length, controller.signal, "now").catch((e) => ({ text: "", error: String(e) }))
+    sseReader(url, expected.length, controller.signal, tail).catch((e) => ({ text: "", error: String(e) }))
   )
   // Every reader connected: sockets (the bridge) or held requests.
   let connected = srv.stats ? 0 : readers
