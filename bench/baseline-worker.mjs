@@ -12,6 +12,10 @@
 //   /hold-bridge/  the Worker holds the request and a WebSocket to the object,
 //                  which accepts it with the hibernation API (our bridge's shape)
 //
+// The same /hold-bridge/ is the floor for SSE fan-out: PUT answers 201, and a
+// POST's body (or "wake") goes to every socket, which the Worker writes as
+// one SSE data event and one control event, the shape of ours.
+//
 // The runtime's floor for long-poll fan-out: /poll-object/NAME is the least a
 // long-poll server in a Durable Object can do. PUT answers with
 // `Stream-Next-Offset: 0`; POST appends its body to a list in memory, answers
@@ -59,8 +63,10 @@ export class Baseline {
     }
     if (path.startsWith("/poll-object/")) return this.poll(request)
     if (path.startsWith("/hold-bridge/")) {
+      if (request.method === "PUT") return new Response(null, { status: 201 })
       if (request.method === "POST") {
-        for (const ws of this.state.getWebSockets()) ws.send("wake")
+        const message = (await request.text()) || "wake"
+        for (const ws of this.state.getWebSockets()) ws.send(message)
         return new Response(null, { status: 204 })
       }
       const [client, server] = Object.values(new WebSocketPair())
@@ -123,7 +129,10 @@ async function bridge(request, stub) {
   if (!ws) return new Response("no socket", { status: 502 })
   ws.accept()
   const { response, writer, leave } = held()
-  ws.addEventListener("message", () => writer.write(WAKE).catch(() => ws.close(1000)))
+  ws.addEventListener("message", (m) => {
+    const event = `event: data\ndata: ${m.data}\n\nevent: control\ndata: {"streamNextOffset":"0"}\n\n`
+    writer.write(enc.encode(event)).catch(() => ws.close(1000))
+  })
   ws.addEventListener("close", () => {
     leave()
     writer.close().catch(() => {})

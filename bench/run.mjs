@@ -142,10 +142,11 @@ for (const [mode] of floorShapes) {
     await srv.stop()
   }
 }
-// Long-poll fan-out, every server in a fresh process (no earlier workload's
+// Live fan-out, every server in a fresh process (no earlier workload's
 // leftovers weigh on one of them), against the runtime's floor: a
-// do-nothing object holding long-polls (baseline-worker.mjs, /poll-object/).
-const floorPolls = async () => ({ ...(await baseline()), name: "floor", prefix: "/poll-object/" })
+// do-nothing object holding long-polls (baseline-worker.mjs, /poll-object/)
+// and a do-nothing bridge for SSE (/hold-bridge/).
+const floorPolls = async () => ({ ...(await baseline()), name: "floor", prefix: "/poll-object/", ssePrefix: "/hold-bridge/" })
 results.long_poll = {}
 for (const start of [floorPolls, ours, oursInObject, () => node(false)]) {
   const srv = await start()
@@ -153,6 +154,7 @@ for (const start of [floorPolls, ours, oursInObject, () => node(false)]) {
     const prefix = srv.prefix ?? "/v1/stream/"
     results.long_poll[srv.name] = {
       fanout: await fanOut(srv, { kind: "long-poll", readers: P.readers, messages: P.messages, intervalMs: P.interval, prefix }),
+      sse: await fanOut(srv, { kind: "sse", readers: P.readers, messages: P.messages, intervalMs: P.interval, prefix: srv.ssePrefix ?? prefix }),
       wall: await longPollWall(srv, { readers: P.wall, appends: P.wallAppends, prefix }),
     }
   } finally {
@@ -235,19 +237,21 @@ table.push(
   ...liveRows.map(([label, get]) => `| ${label} | ${liveNames.map((n) => fmt(get(L[n]))).join(" | ")} |`),
   `| ${P.idle} idle SSE readers: object evicted while idle | ${liveNames.map((n) => yesNo(L[n].idle_sse.evicted)).join(" | ")} |`
 )
-// Long-poll fan-out: ours against the floor of the same runtime, and Node.
+// Live fan-out: ours against the floor of the same runtime, and Node.
 const LP = results.long_poll
 const pollNames = ["floor", "ours (workerd)", "ours, readers in the object", "node (memory)"]
 const pollRows = [
   [`${P.readers} long-poll readers, one append every ${P.interval} ms: delivery p50 ms`, (r) => r.fanout.p50_ms],
   ["  p99 ms", (r) => r.fanout.p99_ms],
+  [`${P.readers} SSE readers, one append every ${P.interval} ms: delivery p50 ms`, (r) => r.sse.p50_ms],
+  ["  p99 ms", (r) => r.sse.p99_ms],
   [`${P.wall} long-polls (distinct cursors): append ack p50 ms`, (r) => r.wall.ack_p50_ms],
   ["  append ack p99 ms", (r) => r.wall.ack_p99_ms],
   ["  every reader has it, p99 ms", (r) => r.wall.all_delivered_p99_ms],
 ]
 table.push(
   "",
-  "| long-poll fan-out, each server fresh | do-nothing object holding long-polls (same runtime) | ours (bridge) | ours, readers in the object | node (memory) |",
+  "| live fan-out, each server fresh | do-nothing code, same runtime (long-polls held in an object; SSE through a bridge) | ours (bridge) | ours, readers in the object | node (memory) |",
   "| --- | --- | --- | --- | --- |",
   ...pollRows.map(([label, get]) => `| ${label} | ${pollNames.map((n) => fmt(get(LP[n]))).join(" | ")} |`)
 )
