@@ -232,8 +232,13 @@ export async function idleSse(srv, { readers, idleMs }) {
   const controller = new AbortController()
   setMaxListeners(0, controller.signal)
   const expected = "wake;done;"
-  const clients = Array.from({ length: readers }, () =>
-    sseReader(url, expected.length, controller.signal, tail).catch((e) => ({ text: "", error: String(e) }))
+  // Each reader's outcome as it ends, so one reader still waiting at the
+  // timeout does not hide what the others got.
+  const outcomes = new Array(readers).fill(null)
+  const clients = Array.from({ length: readers }, (_, i) =>
+    sseReader(url, expected.length, controller.signal, tail)
+      .catch((e) => ({ text: "", error: String(e) }))
+      .then((r) => (outcomes[i] = r))
   )
   // Every reader connected: sockets (the bridge) or held requests.
   let connected = srv.stats ? 0 : readers
@@ -251,18 +256,19 @@ export async function idleSse(srv, { readers, idleMs }) {
   await fetch(url, { method: "POST", headers: { "content-type": "text/plain" }, body: "wake;" })
   await fetch(url, { method: "POST", headers: { "content-type": "text/plain" }, body: "done;" })
   const timeout = sleep(60_000).then(() => "timeout")
-  const results = await Promise.race([Promise.all(clients), timeout])
+  await Promise.race([Promise.all(clients), timeout])
   const delivered_ms = performance.now() - t0
   controller.abort()
   const woke = await objectStats(srv, name)
-  const list = results === "timeout" ? [] : results
   return {
     readers,
     connected,
     bytes_per_reader: (after - before) / readers,
     held_requests: held ? held.readers : NaN,
     evicted: held && woke ? woke.constructed > held.constructed : null,
-    exactly_once: list.filter((r) => r.text === expected).length,
+    exactly_once: outcomes.filter((r) => r?.text === expected).length,
+    // Readers with an outcome: those still waiting at the timeout are not.
+    ended: outcomes.filter(Boolean).length,
     all_delivered_ms: delivered_ms,
   }
 }
