@@ -219,12 +219,11 @@ async fn route(req: Request, env: &Env, ctx: &Context) -> Result<Routed> {
     if url.path() == crate::protocol::proxy::DEMO_ROUTE {
         return Ok(Routed::bypass(proxy::demo(env, req).await?));
     }
-    if demo_page::serves(url.path()) {
+    if let Some(file) = demo_page::file(url.path()) {
         let method = crate::engine::request::Method::parse(req.inner().method().as_str());
         let if_none = req.headers().get(h::IF_NONE_MATCH)?;
-        if let Some(page) = demo_page::answer(method, url.path(), if_none.as_deref()) {
-            return Ok(Routed::bypass(convert::render(page)?));
-        }
+        let page = demo_page::answer(file, method, if_none.as_deref());
+        return Ok(Routed::bypass(convert::render(page)?));
     }
     let path = match StreamPath::from_url_path(url.path()) {
         Ok(Some(path)) => path,

@@ -206,7 +206,9 @@ impl Pump {
 /// Serves `GET /v1/multi` (see the module doc).
 pub async fn sse(env: &Env, req: Request, config: &Config) -> Result<Response> {
     if req.method() != Method::Get {
-        return convert::render_error(&ProtocolError::MethodNotAllowed);
+        return convert::render_error(&ProtocolError::MethodNotAllowed {
+            allow: crate::protocol::error::ALLOWED_METHODS,
+        });
     }
     let url = req.url()?;
     let last_event_id = req.headers().get(h::LAST_EVENT_ID)?;

@@ -88,7 +88,11 @@ pub async fn route(env: &Env, mut req: Request, route: Route) -> Result<Response
         (false, m @ (Method::Get | Method::Delete)) => {
             init.with_method(m);
         }
-        _ => return convert::render_error(&ProtocolError::MethodNotAllowed),
+        _ => {
+            return convert::render_error(&ProtocolError::MethodNotAllowed {
+                allow: crate::protocol::error::ALLOWED_METHODS,
+            })
+        }
     }
     init.with_headers(headers);
     let forwarded = Request::new_with_init("https://internal/job", &init)?;
@@ -110,7 +114,9 @@ pub async fn demo(env: &Env, mut req: Request) -> Result<Response> {
         return Ok(denied);
     }
     if req.method() != Method::Post {
-        return convert::render_error(&ProtocolError::MethodNotAllowed);
+        return convert::render_error(&ProtocolError::MethodNotAllowed {
+            allow: crate::protocol::error::ALLOWED_METHODS,
+        });
     }
     let body = match convert::read_body(&mut req, wire::MAX_REQUEST_BYTES as u64, 64 * 1024 * 1024)
         .await

@@ -15,7 +15,7 @@ use crate::protocol::error::ProtocolError;
 use crate::protocol::headers as h;
 
 /// One embedded file.
-struct File {
+pub struct File {
     content_type: &'static str,
     body: &'static str,
     /// [`fnv1a`] of `body`, for its `ETag`.
@@ -45,18 +45,14 @@ connect-src 'self'; frame-ancestors 'none'";
 /// The methods the page's paths answer.
 const PAGE_METHODS: &str = "GET, HEAD";
 
-/// The file served at `path`, if any (`/` and `/index.html` are the page).
-fn file(path: &str) -> Option<&'static File> {
+/// The file served at `path`, if any (`/` and `/index.html` are the page);
+/// any other path is routed on.
+pub fn file(path: &str) -> Option<&'static File> {
     match path {
         "/" | "/index.html" => Some(&PAGE),
         "/app.js" => Some(&SCRIPT),
         _ => None,
     }
-}
-
-/// Whether `path` is one of the page's files.
-pub fn serves(path: &str) -> bool {
-    file(path).is_some()
 }
 
 /// FNV-1a over the file, at compile time: the validator changes with the
@@ -76,19 +72,13 @@ fn etag(file: &File) -> String {
     format!("\"demo-{:016x}\"", file.hash)
 }
 
-/// The answer for a request to `path`, or `None` when `path` is not one of
-/// the page's (the caller routes it on). `GET` and `HEAD` get the file (or
-/// `304` when `If-None-Match` names it); other methods get `405`.
-pub fn answer(method: Method, path: &str, if_none: Option<&str>) -> Option<Response> {
-    let file = file(path)?;
+/// The answer for a request for `file`: `GET` and `HEAD` get it (or `304`
+/// when `If-None-Match` names it); other methods get `405`.
+pub fn answer(file: &File, method: Method, if_none: Option<&str>) -> Response {
     if !matches!(method, Method::Get | Method::Head) {
-        let mut r = Response::error(&ProtocolError::MethodNotAllowed);
-        for (name, value) in r.headers.iter_mut() {
-            if *name == h::ALLOW {
-                *value = PAGE_METHODS.to_string();
-            }
-        }
-        return Some(r);
+        return Response::error(&ProtocolError::MethodNotAllowed {
+            allow: PAGE_METHODS,
+        });
     }
     let tag = etag(file);
     let fresh = if_none.is_some_and(|v| if_none_match(v, &tag));
@@ -100,16 +90,21 @@ pub fn answer(method: Method, path: &str, if_none: Option<&str>) -> Option<Respo
         .header(h::X_CONTENT_TYPE_OPTIONS, "nosniff")
         .header(h::REFERRER_POLICY, "no-referrer")
         .header(h::CONTENT_SECURITY_POLICY, PAGE_POLICY);
-    Some(if fresh || method == Method::Head {
+    if fresh || method == Method::Head {
         head
     } else {
         head.body(file.body.as_bytes().to_vec())
-    })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The answer for `path`, which must be one of the page's.
+    fn request(method: Method, path: &str, if_none: Option<&str>) -> Response {
+        answer(file(path).unwrap(), method, if_none)
+    }
 
     #[test]
     fn the_page_and_its_script_are_served_with_their_types_and_policy() {
@@ -122,7 +117,7 @@ mod tests {
             ),
             ("/app.js", "text/javascript", "new EventSource"),
         ] {
-            let r = answer(Method::Get, path, None).unwrap();
+            let r = request(Method::Get, path, None);
             assert_eq!(r.status, 200, "{path}");
             assert!(r.get(h::CONTENT_TYPE).unwrap().starts_with(ty), "{path}");
             assert!(String::from_utf8_lossy(&r.body).contains(needle), "{path}");
@@ -134,26 +129,23 @@ mod tests {
     #[test]
     fn other_paths_are_not_the_pages() {
         for path in ["/app.js/", "/index.htm", "/v1/stream/x", "", "/demo/app.js"] {
-            assert!(
-                !serves(path) && answer(Method::Get, path, None).is_none(),
-                "{path}"
-            );
+            assert!(file(path).is_none(), "{path}");
         }
     }
 
     #[test]
     fn a_matching_validator_gets_304_and_head_gets_no_body() {
-        let first = answer(Method::Get, "/app.js", None).unwrap();
+        let first = request(Method::Get, "/app.js", None);
         let tag = first.get(h::ETAG).unwrap().to_string();
-        let again = answer(Method::Get, "/app.js", Some(&tag)).unwrap();
+        let again = request(Method::Get, "/app.js", Some(&tag));
         assert_eq!(again.status, 304);
         assert!(again.body.is_empty());
-        let stale = answer(Method::Get, "/app.js", Some("\"demo-0\"")).unwrap();
+        let stale = request(Method::Get, "/app.js", Some("\"demo-0\""));
         assert_eq!(stale.status, 200);
-        let head = answer(Method::Head, "/", None).unwrap();
+        let head = request(Method::Head, "/", None);
         assert_eq!(head.status, 200);
         assert!(head.body.is_empty());
-        let page = answer(Method::Get, "/", None).unwrap();
+        let page = request(Method::Get, "/", None);
         assert_ne!(
             page.get(h::ETAG),
             Some(tag.as_str()),
@@ -164,7 +156,7 @@ mod tests {
     #[test]
     fn writes_to_the_page_get_405_naming_get_and_head() {
         for m in [Method::Post, Method::Put, Method::Delete, Method::Other] {
-            let r = answer(m, "/", None).unwrap();
+            let r = request(m, "/", None);
             assert_eq!(r.status, 405);
             assert_eq!(r.get(h::ALLOW), Some(PAGE_METHODS));
         }

@@ -66,7 +66,10 @@ fn dispatch<S: Store>(
             o.notify = true;
             Ok(o)
         }
-        Method::Other => Err(ProtocolError::MethodNotAllowed.into()),
+        Method::Other => Err(ProtocolError::MethodNotAllowed {
+            allow: crate::protocol::error::ALLOWED_METHODS,
+        }
+        .into()),
     }
 }
 

@@ -169,8 +169,8 @@ pub enum ProtocolError {
     StaleEpoch { current: u64 },
     /// 404: no stream at this path (or not a stream route at all).
     NotFound,
-    /// 405, with `Allow`.
-    MethodNotAllowed,
+    /// 405, with `Allow: <allow>` (the methods the route answers).
+    MethodNotAllowed { allow: &'static str },
     /// 409: PUT on an existing stream with a different configuration (§5.1).
     ConfigMismatch,
     /// 409: the append's content type differs from the stream's (§5.2).
@@ -265,11 +265,11 @@ impl ProtocolError {
                 vec![(h::PRODUCER_EPOCH, current.to_string())],
             ),
             NotFound => (404, "NOT_FOUND", "stream not found".into(), vec![]),
-            MethodNotAllowed => (
+            MethodNotAllowed { allow } => (
                 405,
                 "METHOD_NOT_ALLOWED",
                 "method not allowed".into(),
-                vec![(h::ALLOW, ALLOWED_METHODS.into())],
+                vec![(h::ALLOW, (*allow).into())],
             ),
             ConfigMismatch => (
                 409,
