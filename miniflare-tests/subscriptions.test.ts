@@ -295,6 +295,19 @@ describe("bad input", () => {
       expect(e.error.code).toBe(code)
       expect(e.error.message.length).toBeGreaterThan(0)
     }
+    // Every 405 names the route's methods (RFC 9110 §15.5.6).
+    for (const [url, method, allow] of [
+      [sub(base, id), "POST", "GET, PUT, DELETE, OPTIONS"],
+      [`${sub(base, id)}/streams`, "GET", "POST, OPTIONS"],
+      [`${sub(base, id)}/streams/a%2Fb`, "GET", "DELETE, OPTIONS"],
+      [`${sub(base, id)}/ack`, "GET", "POST, OPTIONS"],
+      [`${base}/v1/stream/__ds/jwks.json`, "POST", "GET, HEAD, OPTIONS"],
+    ]) {
+      const r = await fetch(url, { method })
+      expect(r.status, `${method} ${url}`).toBe(405)
+      expect(r.headers.get("allow"), `${method} ${url}`).toBe(allow)
+      await r.arrayBuffer()
+    }
     const conflict = { type: "pull-wake", pattern: `${id}/*`, wake_stream: "w" }
     expect((await put(base, id, conflict)).status).toBe(201)
     expect((await put(base, id, { ...conflict, description: "changed" })).status).toBe(409)

@@ -207,7 +207,7 @@ impl Pump {
 pub async fn sse(env: &Env, req: Request, config: &Config) -> Result<Response> {
     if req.method() != Method::Get {
         return convert::render_error(&ProtocolError::MethodNotAllowed {
-            allow: crate::protocol::error::ALLOWED_METHODS,
+            allow: multi::METHODS,
         });
     }
     let url = req.url()?;

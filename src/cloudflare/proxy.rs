@@ -90,7 +90,7 @@ pub async fn route(env: &Env, mut req: Request, route: Route) -> Result<Response
         }
         _ => {
             return convert::render_error(&ProtocolError::MethodNotAllowed {
-                allow: crate::protocol::error::ALLOWED_METHODS,
+                allow: route.methods(),
             })
         }
     }
@@ -115,7 +115,7 @@ pub async fn demo(env: &Env, mut req: Request) -> Result<Response> {
     }
     if req.method() != Method::Post {
         return convert::render_error(&ProtocolError::MethodNotAllowed {
-            allow: crate::protocol::error::ALLOWED_METHODS,
+            allow: wire::DEMO_METHODS,
         });
     }
     let body = match convert::read_body(&mut req, wire::MAX_REQUEST_BYTES as u64, 64 * 1024 * 1024)

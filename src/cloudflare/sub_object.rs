@@ -70,9 +70,14 @@ fn answer(status: u16, body: &Value) -> Result<Response> {
     Ok(Response::from_json(body)?.with_status(status))
 }
 
-fn refuse(e: &SubError) -> Result<Response> {
+/// Renders a refusal of a subscription route (the Worker's and the
+/// object's).
+pub(super) fn refuse(e: &SubError) -> Result<Response> {
     let headers = worker::Headers::new();
     headers.set("content-type", "application/json")?;
+    if let Some(allow) = e.allow {
+        headers.set(crate::protocol::headers::ALLOW, allow)?;
+    }
     Ok(Response::ok(e.body())?
         .with_status(e.status)
         .with_headers(headers))

@@ -231,11 +231,7 @@ impl SubscriptionObject {
                 let auth = req.headers().get("authorization")?;
                 self.wake_action(&action, &id, auth, &body).await
             }
-            _ => refuse(&SubError::new(
-                405,
-                "METHOD_NOT_ALLOWED",
-                "method not allowed here",
-            )),
+            _ => refuse(&SubError::method_not_allowed(action.methods())),
         }
     }
 }

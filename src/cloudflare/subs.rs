@@ -14,18 +14,10 @@ use super::access;
 use super::convert;
 use super::signing;
 use super::sub_calls::SUBSCRIPTIONS;
-use super::sub_object::BASE_HEADER;
+use super::sub_object::{refuse, BASE_HEADER};
 use crate::protocol::auth::Op;
 use crate::protocol::subscription::{self as wire, Action, Route, SubError, PREFIX};
 use worker::{Env, Headers, Method, Request, RequestInit, Response, Result};
-
-fn refuse(e: &SubError) -> Result<Response> {
-    let headers = Headers::new();
-    headers.set("content-type", "application/json")?;
-    Ok(Response::ok(e.body())?
-        .with_status(e.status)
-        .with_headers(headers))
-}
 
 /// What a management request needs (see the module doc). A body that does
 /// not parse needs only `subscribe`: the object answers its 400.
@@ -68,7 +60,7 @@ pub async fn route(env: &Env, mut req: Request) -> Result<Response> {
         Err(e) => return refuse(&e),
         Ok(Route::Jwks) => {
             if !matches!(req.method(), Method::Get | Method::Head) {
-                return refuse(&SubError::new(405, "METHOD_NOT_ALLOWED", "GET only"));
+                return refuse(&SubError::method_not_allowed(wire::JWKS_METHODS));
             }
             let Some(signer) = signing::signer(env).await else {
                 return refuse(&SubError::new(

@@ -42,8 +42,9 @@ const SCRIPT: File = File {
 const PAGE_POLICY: &str = "default-src 'self'; style-src 'self' 'unsafe-inline'; \
 connect-src 'self'; frame-ancestors 'none'";
 
-/// The methods the page's paths answer.
-const PAGE_METHODS: &str = "GET, HEAD";
+/// The methods the page's paths answer (the router answers every
+/// `OPTIONS`).
+const PAGE_METHODS: &str = "GET, HEAD, OPTIONS";
 
 /// The file served at `path`, if any (`/` and `/index.html` are the page);
 /// any other path is routed on.

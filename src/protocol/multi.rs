@@ -34,6 +34,8 @@ use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
 /// The route.
 pub const ROUTE: &str = "/v1/multi";
+/// The methods [`ROUTE`] answers (a 405 names them in `Allow`).
+pub const METHODS: &str = "GET, OPTIONS";
 /// Most streams one connection may name.
 pub const MAX_STREAMS: usize = 32;
 /// Longest `Last-Event-ID` accepted (every offset is 33 bytes).

@@ -45,6 +45,19 @@ pub enum Route {
     Job(String),
 }
 
+impl Route {
+    /// The methods the route answers (a 405 names them in `Allow`).
+    pub fn methods(&self) -> &'static str {
+        match self {
+            Route::Start => "POST, OPTIONS",
+            Route::Job(_) => "GET, DELETE, OPTIONS",
+        }
+    }
+}
+
+/// The methods [`DEMO_ROUTE`] answers.
+pub const DEMO_METHODS: &str = "POST, OPTIONS";
+
 /// The route `path` names, if it is one of the proxy's.
 pub fn route(path: &str) -> Option<Route> {
     let rest = path.strip_prefix(ROUTE)?;

@@ -43,6 +43,8 @@ pub struct SubError {
     pub code: &'static str,
     pub message: String,
     pub holder: Option<(String, u64)>,
+    /// A 405's `Allow`: the methods the route answers (RFC 9110 §15.5.6).
+    pub allow: Option<&'static str>,
 }
 
 impl SubError {
@@ -52,6 +54,19 @@ impl SubError {
             code,
             message: message.into(),
             holder: None,
+            allow: None,
+        }
+    }
+
+    /// A 405 naming the methods `allow` of the route.
+    pub fn method_not_allowed(allow: &'static str) -> SubError {
+        SubError {
+            allow: Some(allow),
+            ..SubError::new(
+                405,
+                "METHOD_NOT_ALLOWED",
+                format!("this route answers {allow}"),
+            )
         }
     }
 
@@ -76,6 +91,9 @@ pub enum Route {
     Sub { id: String, action: Action },
 }
 
+/// The methods the key set's route answers.
+pub const JWKS_METHODS: &str = "GET, HEAD, OPTIONS";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// `PUT`, `GET`, `DELETE` on the subscription itself.
@@ -94,6 +112,18 @@ impl Action {
     /// Authorized by the wake's own token, not a deployment token (§7.3).
     pub fn wake_token(&self) -> bool {
         matches!(self, Action::Callback | Action::Ack | Action::Release)
+    }
+
+    /// The methods the action's route answers (the router answers every
+    /// `OPTIONS`).
+    pub fn methods(&self) -> &'static str {
+        match self {
+            Action::Itself => "GET, PUT, DELETE, OPTIONS",
+            Action::Stream(_) => "DELETE, OPTIONS",
+            Action::Streams | Action::Callback | Action::Claim | Action::Ack | Action::Release => {
+                "POST, OPTIONS"
+            }
+        }
     }
 }
 
@@ -422,6 +452,9 @@ mod tests {
         assert_eq!(route("subscriptions/a%20b").unwrap_err().status, 400);
         assert_eq!(route("subscriptions/").unwrap_err().status, 400);
         assert!(Action::Callback.wake_token() && !Action::Claim.wake_token());
+        let e = SubError::method_not_allowed(Action::Stream("a".into()).methods());
+        assert_eq!((e.status, e.allow), (405, Some("DELETE, OPTIONS")));
+        assert_eq!(SubError::invalid("x").allow, None);
     }
 
     #[test]
