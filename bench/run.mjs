@@ -15,14 +15,14 @@ import { ROOT } from "../miniflare-tests/mf.mjs"
 import { baseline, node, ours, oursInObject } from "./servers.mjs"
 import { authCost } from "./auth-cost.mjs"
 import { missingFigures } from "./smoke-check.mjs"
-import { appends, catchUp, fanOut, heldFloor, idleSse, longPollWall, parkedMemory, producerBatches, transport, workerOnly } from "./workloads.mjs"
+import { appends, catchUp, fanOut, heldFloor, idleSse, longPollWall, producerBatches, transport, workerOnly } from "./workloads.mjs"
 
 const smoke = process.argv.includes("--smoke")
 const outIdx = process.argv.indexOf("--out")
 const out = outIdx > 0 ? process.argv[outIdx + 1] : null
 const P = smoke
-  ? { duration: 300, mb: 1, readers: 5, messages: 5, interval: 50, parked: 20, idle: 20, idleMs: 0, wall: 20, wallAppends: 3, workerOnly: 200 }
-  : { duration: 4000, mb: 10, readers: 100, messages: 100, interval: 50, parked: 1000, idle: Number(process.env.BENCH_IDLE ?? 5_000), idleMs: 12_000, wall: 2000, wallAppends: 20, workerOnly: 20_000 }
+  ? { duration: 300, mb: 1, readers: 5, messages: 5, interval: 50, idle: 20, idleMs: 0, wall: 20, wallAppends: 3, workerOnly: 200 }
+  : { duration: 4000, mb: 10, readers: 100, messages: 100, interval: 50, idle: Number(process.env.BENCH_IDLE ?? 5_000), idleMs: 12_000, wall: 2000, wallAppends: 20, workerOnly: 20_000 }
 const uniq = (p) => `${p}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
@@ -71,7 +71,6 @@ async function measure(srv) {
   r.appends_hot = await appends(srv, { writers: 16, pathFor: () => hot, durationMs: P.duration, bodyBytes: 100 })
   r.producers = await producerBatches(srv, { producers: 4, batch: 10, durationMs: P.duration })
   r.catch_up = await catchUp(srv, { mb: P.mb })
-  r.parked_sse = await parkedMemory(srv, { parked: P.parked })
   if (srv.stats) r.worker_only = await workerOnly(srv, { requests: P.workerOnly, method: "OPTIONS", path: "/v1/stream/x" })
   r.transport_dropped = transport.dropped
   return r
@@ -106,9 +105,10 @@ for (const start of [ours, () => node(false), () => node(true)]) {
     await srv.stop()
   }
 }
-// Live readers: the bridge against readers held in the object, and Node.
+// Live readers: the bridge against readers held in the object, and Node;
+// the only memory-per-reader figures the run takes, each server fresh.
 results.live = {}
-for (const start of [ours, oursInObject, () => node(false)]) {
+for (const start of [ours, oursInObject, () => node(false), () => node(true)]) {
   const srv = await start()
   try {
     const r = {}
@@ -174,7 +174,6 @@ const rows = [
   ["producer messages/s (batches of 10)", (r) => r.producers.messages_per_s, "higher"],
   [`catch-up MB/s, ${P.mb} MB cold`, (r) => r.catch_up.cold_mb_per_s, "higher"],
   [`catch-up MB/s, ${P.mb} MB warm`, (r) => r.catch_up.warm_mb_per_s, "higher"],
-  [`KiB per parked SSE reader (${P.parked})`, (r) => r.parked_sse.bytes_per_reader / 1024, "lower"],
 ]
 const fmt = (v) => (Number.isFinite(v) ? (Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(1)) : "n/a")
 const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? `${(a / b).toFixed(2)}x` : "n/a")
@@ -217,7 +216,7 @@ table.push(
 const dropped = names.map((n) => `${n} ${S[n].transport_dropped}`).join(", ")
 table.push("", `requests closed by the runtime without an answer (retried): ${dropped}`)
 const L = results.live
-const liveNames = ["ours (workerd)", "ours, readers in the object", "node (memory)"]
+const liveNames = ["ours (workerd)", "ours, readers in the object", "node (memory)", "node (file)"]
 const liveRows = [
   [`${P.idle} idle SSE readers: KiB per reader (server process)`, (r) => r.idle_sse.bytes_per_reader / 1024],
   ["  readers' requests held in the object", (r) => r.idle_sse.held_requests],
@@ -228,7 +227,7 @@ const yesNo = (v) => (v === true ? "yes" : v === false ? "no" : "n/a")
 table.push(
   "",
   `| live readers | ${liveNames.join(" | ")} |`,
-  `| --- | --- | --- | --- |`,
+  `| --- | --- | --- | --- | --- |`,
   ...liveRows.map(([label, get]) => `| ${label} | ${liveNames.map((n) => fmt(get(L[n]))).join(" | ")} |`),
   `| ${P.idle} idle SSE readers: object evicted while idle | ${liveNames.map((n) => yesNo(L[n].idle_sse.evicted)).join(" | ")} |`
 )

@@ -187,25 +187,6 @@ function openReaders(url, count, done = () => false) {
   }
 }
 
-/** Server memory per parked SSE reader (`parked` readers at the tail). */
-export async function parkedMemory(srv, { parked }) {
-  const url = `${srv.base}/v1/stream/${uniq("parked")}`
-  await fetch(url, { method: "PUT", headers: { "content-type": "text/plain" }, body: "x" })
-  await (await fetch(`${url}?offset=-1`)).text()
-  await sleep(500)
-  const before = rss(srv.pid)
-  const readers = openReaders(`${url}?offset=now&live=sse`, parked)
-  for (let i = 0; i < 600 && readers.connected() < parked; i++) await sleep(50)
-  await sleep(1000)
-  const after = rss(srv.pid)
-  const connected = readers.connected()
-  await readers.stop()
-  // RSS moves with the allocator's mood: a small fleet can even shrink it.
-  // Below zero means "too small to see", reported as 0.
-  const raw = (after - before) / parked
-  return { bytes_per_reader: Math.max(0, raw), raw_bytes_per_reader: raw, parked: connected }
-}
-
 /** Object stats of a stream on our worker (test routes), or null elsewhere. */
 async function objectStats(srv, name) {
   if (!srv.stats) return null
