@@ -13,20 +13,23 @@
 //! `MAX_READ_CHUNK_BYTES`); a reader further behind asks for the next one
 //! by sending `more` (the Worker's bridge does so itself), so catching up
 //! is paced by the reader and the object holds one batch at a time.
+//!
+//! What a socket remembers of its reader, and how a reader comes back from
+//! it, is `engine::socket_reader`.
 
 use super::convert;
 use super::shared::{now_ms, Shared, Step};
 use crate::engine::bridge::{self, Answer};
-use crate::engine::live::{LongPoll, SseState, SseStep};
+use crate::engine::live::{LongPoll, SseStep};
 use crate::engine::outcome::Action;
 use crate::engine::response::Response as Neutral;
 use crate::engine::resume;
+use crate::engine::socket_reader::{Attachment, Reader};
 use crate::engine::state::Chunk;
 use crate::engine::store::Store;
-use crate::engine::ws::{WsState, WsStep};
+use crate::engine::ws::WsStep;
 use crate::protocol::error::ProtocolError;
 use crate::protocol::offset::Offset;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use worker::{Response, ResponseBuilder, Result, WebSocket, WebSocketPair};
 
@@ -35,103 +38,6 @@ const MAX_SOCKETS: u64 = 32_768;
 /// Close codes: the stream closed (normal), or it is gone.
 const CLOSED: u16 = 1000;
 const GONE: u16 = 4410;
-
-/// What a socket remembers across evictions (at most 16 KiB; positions as
-/// strings, so no value nears JavaScript's 2^53). Readers with equal
-/// attachments get the same frames: they are computed once per group.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-struct Attachment {
-    /// The reader's position.
-    o: String,
-    /// Whether its first frame went out.
-    s: bool,
-    /// The kind: 0 a client's `live=ws` reader, 1 the Worker's SSE bridge.
-    #[serde(default)]
-    k: u8,
-    /// The SSE reader's cursor, if its client sent one.
-    #[serde(default)]
-    c: Option<String>,
-    /// Whether more is stored than it was sent: it asks with `more`, and
-    /// changes do not push to it meanwhile (a reader paces its catch-up).
-    #[serde(default)]
-    p: bool,
-    /// A long-poll's answer may be cached (its offset names the stream's
-    /// incarnation, §10.1).
-    #[serde(default)]
-    n: bool,
-}
-
-/// A socket reader's position, by kind.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reader {
-    Client(WsState),
-    Sse(SseState),
-    /// A long-poll held by the Worker; the Worker owns its deadline.
-    LongPoll(LongPoll),
-}
-
-impl Reader {
-    fn offset(&self) -> Offset {
-        match self {
-            Reader::Client(s) => s.offset,
-            Reader::Sse(s) => s.offset,
-            Reader::LongPoll(w) => w.offset,
-        }
-    }
-
-    fn attachment(&self) -> Attachment {
-        match self {
-            Reader::Client(s) => Attachment {
-                o: s.offset.position().to_string(),
-                s: s.started,
-                k: 0,
-                c: None,
-                p: false,
-                n: false,
-            },
-            Reader::Sse(s) => Attachment {
-                o: s.offset.position().to_string(),
-                s: s.started,
-                k: 1,
-                c: s.cursor.clone(),
-                p: false,
-                n: false,
-            },
-            Reader::LongPoll(w) => Attachment {
-                o: w.offset.position().to_string(),
-                s: true,
-                k: 2,
-                c: None,
-                p: false,
-                n: w.pinned,
-            },
-        }
-    }
-
-    fn of(a: &Attachment) -> Option<Reader> {
-        let offset = Offset::new(a.o.parse().ok()?)?;
-        Some(match a.k {
-            0 => Reader::Client(WsState {
-                offset,
-                started: a.s,
-            }),
-            1 => Reader::Sse(SseState {
-                offset,
-                cursor: a.c.clone(),
-                started: a.s,
-            }),
-            2 => Reader::LongPoll(LongPoll {
-                offset,
-                // The Worker answers at the deadline.
-                deadline: u64::MAX,
-                cursor: None,
-                from_start: false,
-                pinned: a.n,
-            }),
-            _ => return None,
-        })
-    }
-}
 
 /// One message to a socket: a client's JSON frame, or a bridge frame.
 enum Out {
@@ -367,8 +273,7 @@ impl Shared {
     /// the sockets when the stream ended. A socket that fails to send is
     /// dropped (its client went away).
     fn deliver(&self, sockets: &[WebSocket], frames: &Frames) {
-        let mut attachment = frames.after.attachment();
-        attachment.p = frames.pending;
+        let attachment = frames.after.attachment(frames.pending);
         for ws in sockets {
             let sent = frames.texts.iter().try_for_each(|out| match out {
                 Out::Text(t) => ws.send_with_str(t),
@@ -393,10 +298,13 @@ impl Shared {
             .deserialize_attachment::<Attachment>()
             .ok()
             .flatten()
-            .and_then(|a| Reader::of(&a));
-        if let Some(from) = reader {
-            let frames = self.frames(from).await;
-            self.deliver(std::slice::from_ref(ws), &frames);
+            .and_then(|a| a.reader());
+        match reader {
+            Some(from) => {
+                let frames = self.frames(from).await;
+                self.deliver(std::slice::from_ref(ws), &frames);
+            }
+            None => unknown(ws),
         }
     }
 
@@ -407,23 +315,27 @@ impl Shared {
         for ws in self.sockets() {
             match ws.deserialize_attachment::<Attachment>() {
                 Ok(Some(a)) => groups.entry(a).or_default().push(ws),
-                // Not a reader of ours (or its attachment is gone): close it.
-                _ => {
-                    let _ = ws.close(Some(1011), Some("unknown reader"));
-                }
+                _ => unknown(&ws),
             }
         }
         for (attachment, sockets) in groups {
-            if attachment.p {
+            if attachment.pending() {
                 continue;
             }
-            let Some(from) = Reader::of(&attachment) else {
+            let Some(from) = attachment.reader() else {
+                sockets.iter().for_each(unknown);
                 continue;
             };
             let frames = self.frames(from).await;
             self.deliver(&sockets, &frames);
         }
     }
+}
+
+/// Closes a socket that names no reader of ours (its attachment is gone or
+/// names none), so it cannot wait forever.
+fn unknown(ws: &WebSocket) {
+    let _ = ws.close(Some(1011), Some("unknown reader"));
 }
 
 /// The object's answer to a socket's close: close it back (workerd before

@@ -26,6 +26,7 @@ pub mod response;
 pub mod resume;
 pub mod retention;
 pub mod service;
+pub mod socket_reader;
 pub mod source;
 pub mod state;
 pub mod store;
