@@ -129,6 +129,38 @@ describe("WebSocket readers", () => {
     r.ws.close()
   })
 
+  test("catch-up by more: a reader behind gets batches of at most 256 KiB, every byte once, also from a fork's inherited range, however often it asks for the next", { timeout: 60_000 }, async () => {
+    // 1 MiB of numbered records in the source, a fork of it, and the fork's own tail.
+    const record = (i: number) => `${String(i).padStart(7, "0")}\n`
+    const part = (p: number) => Array.from({ length: 32_768 }, (_, i) => record(p * 32_768 + i)).join("")
+    const src = uniq("ws-more-src")
+    await put(src, "text/plain", part(0))
+    for (const p of [1, 2, 3]) expect((await post(src, "text/plain", part(p))).status).toBe(204)
+    const fork = uniq("ws-more-fork")
+    const forked = await fetch(`${base}/v1/stream/${fork}`, { method: "PUT", headers: { "stream-forked-from": `/v1/stream/${src}` } })
+    expect(forked.status).toBe(201)
+    expect((await post(fork, "text/plain", "own tail;")).status).toBe(204)
+    const want = [0, 1, 2, 3].map(part).join("") + "own tail;"
+    for (const name of [src, fork]) {
+      const r = reader(`${base}/v1/stream/${name}?offset=-1&live=ws`)
+      // A careless (or hostile) client: three `more` for every batch.
+      r.ws.addEventListener("message", (e) => {
+        if (!JSON.parse(String(e.data)).upToDate) for (let i = 0; i < 3; i++) r.ws.send("more")
+      })
+      await until(async () => r.frames.at(-1)?.upToDate === true, 30_000)
+      expect(r.frames.length, `${name}: batches of at most 256 KiB`).toBeGreaterThanOrEqual(4)
+      // A frame sent twice would arrive before the next append's.
+      expect((await post(name, "text/plain", "end;")).status).toBe(204)
+      await until(async () => String(r.frames.at(-1)?.data).endsWith("end;"))
+      const got = r.frames.map((f) => String(f.data)).join("")
+      const target = (name === src ? want.slice(0, -"own tail;".length) : want) + "end;"
+      expect(got.length, `${name}: every byte once`).toBe(target.length)
+      expect(got === target, `${name}: in order`).toBe(true)
+      r.ws.close()
+      await r.closed
+    }
+  })
+
   test("live=ws without an upgrade is a 400 with a reason", async () => {
     const name = uniq("ws-plain")
     await put(name, "text/plain")

@@ -292,20 +292,24 @@ impl Shared {
         }
     }
 
-    /// A reader asked for its next batch.
+    /// A reader asked for its next batch. Only a reader with more stored
+    /// asks, and one `more` is answered at a time (see
+    /// [`Attachment::answers_more`]); any other is ignored.
     pub async fn more(&self, ws: &WebSocket) {
-        let reader = ws
-            .deserialize_attachment::<Attachment>()
-            .ok()
-            .flatten()
-            .and_then(|a| a.reader());
-        match reader {
-            Some(from) => {
-                let frames = self.frames(from).await;
-                self.deliver(std::slice::from_ref(ws), &frames);
-            }
-            None => unknown(ws),
+        let Some(attachment) = ws.deserialize_attachment::<Attachment>().ok().flatten() else {
+            return unknown(ws);
+        };
+        if !attachment.answers_more() {
+            return;
         }
+        let Some(from) = attachment.reader() else {
+            return unknown(ws);
+        };
+        if ws.serialize_attachment(attachment.answering()).is_err() {
+            return unknown(ws);
+        }
+        let frames = self.frames(from).await;
+        self.deliver(std::slice::from_ref(ws), &frames);
     }
 
     /// After a change: every waiting socket gets what is new, computed once

@@ -49,6 +49,11 @@ pub struct Attachment {
     /// incarnation, §10.1).
     #[serde(default)]
     n: bool,
+    /// Its `more` is being answered: another `more` meanwhile is ignored,
+    /// or a fork's inherited read, awaited in between, would send the same
+    /// batch twice.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    b: bool,
 }
 
 impl Reader {
@@ -70,6 +75,7 @@ impl Reader {
             c: None,
             p: pending,
             n: false,
+            b: false,
         };
         match self {
             Reader::Client(s) => at(s.offset, s.started, 0),
@@ -89,6 +95,21 @@ impl Attachment {
     /// Whether the reader waits to ask for its next batch itself.
     pub fn pending(&self) -> bool {
         self.p
+    }
+
+    /// Whether a `more` of this reader may be answered now: it has more
+    /// stored than it was sent, and no answer is already on its way. The
+    /// answer's own attachment ([`Reader::attachment`]) ends the wait.
+    pub fn answers_more(&self) -> bool {
+        self.p && !self.b
+    }
+
+    /// The attachment while a `more` is answered.
+    pub fn answering(&self) -> Attachment {
+        Attachment {
+            b: true,
+            ..self.clone()
+        }
     }
 
     /// The reader this attachment names, `None` if it names none (an
@@ -197,6 +218,26 @@ mod tests {
             sse(5, None),
             sse(5, None).reader().unwrap().attachment(true)
         );
+    }
+
+    #[test]
+    fn one_more_is_answered_at_a_time() {
+        let r = Reader::Client(WsState {
+            offset: Offset::new(3).unwrap(),
+            started: true,
+        });
+        assert!(
+            !r.attachment(false).answers_more(),
+            "nothing more is stored"
+        );
+        let waiting = r.attachment(true);
+        assert!(waiting.answers_more());
+        let busy = parse(&json(&waiting.answering()));
+        assert!(!busy.answers_more() && busy.pending());
+        assert_eq!(busy.reader(), Some(r.clone()));
+        // The answer's attachment clears it; a plain one never carries it.
+        assert!(r.attachment(true).answers_more());
+        assert!(!json(&waiting).contains("\"b\""));
     }
 
     #[test]
