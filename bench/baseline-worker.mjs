@@ -14,14 +14,17 @@
 //
 // The same /hold-bridge/ is the floor for SSE fan-out: PUT answers 201, and a
 // POST's body (or "wake") goes to every socket, which the Worker writes as
-// one SSE data event and one control event, the shape of ours.
+// one SSE data event and one control event, the shape of ours. Under
+// /hold-bridge/sql/ a POST first inserts its body as one SQLite row: the
+// floor of a durable server of that shape.
 //
 // The runtime's floor for long-poll fan-out: /poll-object/NAME is the least a
 // long-poll server in a Durable Object can do. PUT answers with
 // `Stream-Next-Offset: 0`; POST appends its body to a list in memory, answers
 // every waiting reader and then the writer (204); GET ?offset=N answers at
 // once with the entries from N on (and `Stream-Next-Offset`), or waits for
-// the next POST (204 after LONG_POLL_MS).
+// the next POST (204 after LONG_POLL_MS). Under /poll-object/sql/ a POST
+// also inserts its body as one SQLite row before it answers anyone.
 const enc = new TextEncoder()
 const KEEP_ALIVE_MS = 15_000
 const WAKE = enc.encode("data: wake\n\n")
@@ -66,6 +69,7 @@ export class Baseline {
       if (request.method === "PUT") return new Response(null, { status: 201 })
       if (request.method === "POST") {
         const message = (await request.text()) || "wake"
+        if (path.startsWith("/hold-bridge/sql/")) this.sql.exec("INSERT INTO rows (data) VALUES (?)", message)
         for (const ws of this.state.getWebSockets()) ws.send(message)
         return new Response(null, { status: 204 })
       }
@@ -83,7 +87,9 @@ export class Baseline {
     const next = () => ({ "stream-next-offset": String(this.log.length) })
     if (request.method === "PUT") return new Response(null, { status: 201, headers: next() })
     if (request.method === "POST") {
-      this.log.push(await request.text())
+      const entry = await request.text()
+      if (new URL(request.url).pathname.startsWith("/poll-object/sql/")) this.sql.exec("INSERT INTO rows (data) VALUES (?)", entry)
+      this.log.push(entry)
       for (const wake of this.waiting) wake()
       this.waiting.clear()
       return new Response(null, { status: 204, headers: next() })

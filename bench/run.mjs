@@ -143,11 +143,14 @@ for (const [mode] of floorShapes) {
 // Live fan-out, every server in a fresh process (no earlier workload's
 // leftovers weigh on one of them), against the runtime's floor: a
 // do-nothing object holding long-polls (baseline-worker.mjs, /poll-object/)
-// and a do-nothing bridge for SSE (/hold-bridge/). The only fan-out figures
-// the run takes: one workload, one figure.
+// and a do-nothing bridge for SSE (/hold-bridge/), each also with one SQLite
+// insert per append before it wakes anyone (`sql/`: the least a durable
+// server of that shape does). The only fan-out figures the run takes: one
+// workload, one figure.
 const floorPolls = async () => ({ ...(await baseline()), name: "floor", prefix: "/poll-object/", ssePrefix: "/hold-bridge/" })
+const floorDurable = async () => ({ ...(await baseline()), name: "floor, durable", prefix: "/poll-object/sql/", ssePrefix: "/hold-bridge/sql/" })
 results.fanout = {}
-for (const start of [floorPolls, ours, oursInObject, () => node(false), () => node(true)]) {
+for (const start of [floorPolls, floorDurable, ours, oursInObject, () => node(false), () => node(true)]) {
   const srv = await start()
   try {
     const prefix = srv.prefix ?? "/v1/stream/"
@@ -233,7 +236,7 @@ table.push(
 )
 // Live fan-out: ours against the floor of the same runtime, and Node.
 const LP = results.fanout
-const pollNames = ["floor", "ours (workerd)", "ours, readers in the object", "node (memory)", "node (file)"]
+const pollNames = ["floor", "floor, durable", "ours (workerd)", "ours, readers in the object", "node (memory)", "node (file)"]
 const pollRows = [
   [`${P.readers} long-poll readers, one append every ${P.interval} ms: delivery p50 ms`, (r) => r.long_poll.p50_ms],
   ["  p99 ms", (r) => r.long_poll.p99_ms],
@@ -245,8 +248,8 @@ const pollRows = [
 ]
 table.push(
   "",
-  "| live fan-out, each server fresh | do-nothing code, same runtime (long-polls held in an object; SSE through a bridge) | ours (bridge) | ours, readers in the object | node (memory) | node (file) |",
-  "| --- | --- | --- | --- | --- | --- |",
+  "| live fan-out, each server fresh | do-nothing code, same runtime (long-polls held in an object; SSE through a bridge) | the same, one SQLite insert per append | ours (bridge) | ours, readers in the object | node (memory) | node (file) |",
+  "| --- | --- | --- | --- | --- | --- | --- |",
   ...pollRows.map(([label, get]) => `| ${label} | ${pollNames.map((n) => fmt(get(LP[n]))).join(" | ")} |`)
 )
 console.log(`\n${results.date} — ${results.machine}${smoke ? " (smoke run)" : ""}\n`)
