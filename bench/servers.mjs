@@ -70,7 +70,12 @@ export async function node(fileBacked) {
     child.removeAllListeners("exit")
     const gone = new Promise((r) => child.on("exit", r))
     child.kill("SIGTERM")
+    // Its graceful stop waits for every connection to close, and a
+    // keep-alive connection it never saw closed kept it waiting for good
+    // (a whole `make bench` hung on it once): bounded, then killed.
+    const kill = setTimeout(() => child.kill("SIGKILL"), 5_000)
     await gone
+    clearTimeout(kill)
     if (dir) rmSync(dir, { recursive: true, force: true })
   }
   return { name: fileBacked ? "node (file)" : "node (memory)", base, pid: child.pid, stop }

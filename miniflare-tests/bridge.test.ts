@@ -88,6 +88,49 @@ describe("SSE bridge", () => {
     }
   })
 
+  test("keep-alives come from the Worker: an idle reader gets a control event every SSE_KEEPALIVE_MS with the tail and a fresh cursor; the object hears nothing of them", { timeout: 30_000 }, async () => {
+    const { mf, base } = await start({ vars: { SSE_MAX_LIFETIME_MS: "600000", SSE_KEEPALIVE_MS: "300" } })
+    try {
+      const name = uniq("bridge-keepalive")
+      const url = `${base}/v1/stream/${name}`
+      const put = await fetch(url, { method: "PUT", headers: text, body: "x" })
+      const tail = put.headers.get("stream-next-offset")
+      const aborter = new AbortController()
+      const r = await fetch(`${url}?offset=now&live=sse`, { signal: aborter.signal })
+      expect(r.status).toBe(200)
+      const reader = r.body!.getReader()
+      const decoder = new TextDecoder()
+      let buffer = ""
+      const controls: Array<{ streamNextOffset: string; streamCursor?: string; upToDate?: boolean }> = []
+      const pump = (async () => {
+        for (;;) {
+          const { value, done } = await reader.read()
+          if (done) return
+          const parsed = parseEvents(buffer + decoder.decode(value, { stream: true }))
+          buffer = parsed.rest
+          for (const e of parsed.events) if (e.type === "control") controls.push(JSON.parse(e.data))
+        }
+      })().catch(() => {})
+      // The first control event is the object's; the rest are keep-alives.
+      await until(async () => controls.length >= 1)
+      const before = (await stats(base, name)).requests
+      const started = Date.now()
+      await until(async () => controls.length >= 5)
+      const elapsed = Date.now() - started
+      expect(elapsed, "four keep-alives at 300 ms take at least 900 ms").toBeGreaterThanOrEqual(900)
+      for (const c of controls) {
+        expect(c.streamNextOffset).toBe(tail)
+        expect(c.upToDate).toBe(true)
+        expect(c.streamCursor).toMatch(/^\d+$/)
+      }
+      expect((await stats(base, name)).requests, "no keep-alive reached the object").toBe(before)
+      aborter.abort()
+      await pump
+    } finally {
+      await mf.dispose()
+    }
+  })
+
   test("an idle object is evicted; its SSE readers get the next appends exactly once on the same connection, its long-polls their answer", { timeout: 60_000 }, async () => {
     const { mf, base } = await start({ vars: { SSE_MAX_LIFETIME_MS: "600000", SSE_KEEPALIVE_MS: "2000", LONG_POLL_TIMEOUT_MS: "60000" } })
     try {
